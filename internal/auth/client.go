@@ -1,0 +1,448 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTimeout bounds one token request (dial, TLS, headers and body) when
+// the Request does not say otherwise.
+const DefaultTimeout = 15 * time.Second
+
+// maxResponseHeaderBytes keeps a hostile server from making us buffer
+// megabytes of headers before the body cap even applies.
+const maxResponseHeaderBytes = 64 << 10
+
+// Field is one name/value pair of a form, a JSON object or a header list.
+type Field struct{ Name, Value string }
+
+// BasicCredentials are sent as "Authorization: Basic base64(user:pass)"
+// without URL-encoding the parts first, as the providers in providers.md
+// expect.
+type BasicCredentials struct{ Username, Password string }
+
+// ResponseMapping says where the token and its expiry are in the JSON answer.
+type ResponseMapping struct {
+	// TokenField defaults to "access_token"; ExpiresInField to "expires_in";
+	// ExpiresAtField is read only when set. Each is a top-level key or a
+	// dotted path ("data.token").
+	TokenField, ExpiresInField, ExpiresAtField string
+	// DefaultLifetime is used only when neither the response nor the token's
+	// JWT exp says when the token expires.
+	DefaultLifetime time.Duration
+}
+
+// Request is one fully resolved token request: every value has already been
+// read from its Secret.
+type Request struct {
+	URL    string
+	Method string // "GET" or "POST"; "" means POST
+	Basic  *BasicCredentials
+	// Certificate comes from LoadClientCertificate; it is always offered when
+	// the server asks, whatever CA names the server lists.
+	Certificate *tls.Certificate
+	RootCAs     *x509.CertPool // nil: the system roots
+	// At most one of Form and JSON; JSON is sent as an object of strings in
+	// the order given.
+	Form, JSON, Headers []Field
+	Response            ResponseMapping
+	Timeout             time.Duration // 0: DefaultTimeout
+}
+
+// Token is a freshly issued access token.
+type Token struct {
+	Value string
+	// IssuedAt is when the request was sent, from the injected clock; a
+	// relative expiry counts from here, so a slow answer errs early.
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// Clock is the time source; k8s.io/utils/clock.Clock satisfies it.
+type Clock interface{ Now() time.Time }
+
+// Resolver resolves host names; *net.Resolver satisfies it.
+type Resolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// Options configure a Client. The zero value is the production default.
+type Options struct {
+	Clock Clock          // default: real time
+	Rand  func() float64 // values in [0,1); default math/rand/v2.Float64
+	// AllowPrivateNetworks lifts the refusal to dial loopback, link-local
+	// (cloud metadata), private, CGNAT and unspecified addresses.
+	AllowPrivateNetworks bool
+	// AllowedHosts restricts token hosts ("a.example.com", "*.example.org");
+	// empty allows any host.
+	AllowedHosts []string
+	// HostRequestsPerMinute caps requests per token host (host:port) across
+	// all callers of the Client. 0: DefaultHostRequestsPerMinute; <0: no cap.
+	HostRequestsPerMinute int
+	Resolver              Resolver // default: net.DefaultResolver
+	// Observe, when set, is called once per request that was sent, with the
+	// limiter key, the status code (0 when no response arrived) and the
+	// duration. It must be cheap and must not block.
+	Observe func(host string, statusCode int, d time.Duration)
+}
+
+// Client fetches tokens. It is safe for concurrent use; all callers share its
+// per-host limiter and 429 cool-downs, which is the point of having one
+// Client per operator.
+type Client struct {
+	clock        Clock
+	allowPrivate bool
+	allowedHosts []string
+	resolver     Resolver
+	observe      func(string, int, time.Duration)
+	limiter      *hostLimiter
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// NewClient returns a Client with o's settings and defaults for the rest.
+func NewClient(o Options) *Client {
+	c := &Client{
+		clock:        o.Clock,
+		allowPrivate: o.AllowPrivateNetworks,
+		allowedHosts: append([]string(nil), o.AllowedHosts...),
+		resolver:     o.Resolver,
+		observe:      o.Observe,
+	}
+	if c.clock == nil {
+		c.clock = realClock{}
+	}
+	if c.resolver == nil {
+		c.resolver = net.DefaultResolver
+	}
+	rnd := o.Rand
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	c.limiter = newHostLimiter(o.HostRequestsPerMinute, rnd)
+	return c
+}
+
+// CooldownUntil returns when the shared 429 cool-down of host (as returned by
+// HostOf) ends, or the zero time when the host is not cooling down.
+func (c *Client) CooldownUntil(host string) time.Time {
+	return c.limiter.cooldownUntil(host, c.clock.Now())
+}
+
+// Fetch sends r and returns the token, or an error of one of this package's
+// types (see ClassOf). Everything that can be checked locally is checked
+// before the limiter and the network are touched. When the host's budget is
+// spent or it is cooling down after a 429, Fetch returns a Local
+// *RateLimitedError at once without calling the provider.
+func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
+	u, err := parseTokenURL(r.URL)
+	if err != nil {
+		return Token{}, err
+	}
+	if !hostAllowed(u.Hostname(), c.allowedHosts) {
+		return Token{}, &ConfigurationError{Field: "url", Problem: "host " + u.Hostname() + " is not in the allowed hosts"}
+	}
+	host := hostKey(u)
+	method, body, contentType, err := buildBody(r)
+	if err != nil {
+		return Token{}, err
+	}
+	if err := checkHeaders(r); err != nil {
+		return Token{}, err
+	}
+	if r.Basic != nil && strings.Contains(r.Basic.Username, ":") {
+		// RFC 7617: the user-id ends at the first colon; the provider would
+		// read a different user than the one configured.
+		return Token{}, &ConfigurationError{Field: "basicAuth", Problem: "the username contains a colon"}
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+
+	if ok, wait := c.limiter.acquire(host, c.clock.Now()); !ok {
+		return Token{}, &RateLimitedError{Host: host, RetryAfter: wait, HasRetryAfter: true, Local: true}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	target := *u
+	target.Fragment, target.RawFragment = "", ""
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return Token{}, &ConfigurationError{Field: "url", Problem: "cannot build a request from it"}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tokenwarden")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if r.Basic != nil {
+		req.SetBasicAuth(r.Basic.Username, r.Basic.Password)
+	}
+	for i, h := range r.Headers {
+		if i == firstIndex(r.Headers, h.Name) {
+			req.Header.Set(h.Name, h.Value)
+		} else {
+			req.Header.Add(h.Name, h.Value)
+		}
+	}
+
+	hs := &handshakeState{}
+	tr := c.transport(r, hs, timeout)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{
+		Transport: tr,
+		// A redirect may carry a POST body with a client secret to another
+		// host; the 3xx itself is returned and reported as invalid.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+
+	issuedAt := c.clock.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		c.report(host, 0, issuedAt)
+		return Token{}, classifyTransportError(ctx, host, err, hs)
+	}
+	defer resp.Body.Close()
+	return c.handleResponse(ctx, host, resp, r.Response, issuedAt)
+}
+
+func (c *Client) report(host string, status int, issuedAt time.Time) {
+	if c.observe != nil {
+		c.observe(host, status, c.clock.Now().Sub(issuedAt))
+	}
+}
+
+// transport is built per Fetch: connections are never reused across
+// requests, because each request may present a different client certificate
+// and a pooled connection would carry the previous one's identity.
+func (c *Client) transport(r Request, hs *handshakeState, timeout time.Duration) *http.Transport {
+	d := newPolicyDialer(c.resolver, c.allowPrivate)
+	return &http.Transport{
+		// No proxy: a proxy would resolve and dial the host itself, out of
+		// reach of the address policy.
+		Proxy:       nil,
+		DialContext: d.DialContext,
+		TLSClientConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			RootCAs:    r.RootCAs,
+			// GetClientCertificate rather than Certificates: Go would
+			// otherwise withhold a certificate whose issuer is missing from
+			// the server's acceptable-CA list, turning a chain problem into
+			// a confusing "certificate required".
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				hs.requested.Store(true)
+				if r.Certificate != nil {
+					hs.sent.Store(true)
+					return r.Certificate, nil
+				}
+				return &tls.Certificate{}, nil
+			},
+		},
+		TLSHandshakeTimeout:    timeout,
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+	}
+}
+
+// handleResponse classifies a response by status and, for 2xx, parses it.
+// Only bodies that can matter are read: a 5xx or 3xx body is never looked at.
+func (c *Client) handleResponse(ctx context.Context, host string, resp *http.Response, m ResponseMapping, issuedAt time.Time) (Token, error) {
+	status := resp.StatusCode
+	switch {
+	case status == http.StatusTooManyRequests:
+		c.report(host, status, issuedAt)
+		now := c.clock.Now()
+		ra, has := ParseRetryAfter(resp.Header.Get("Retry-After"), now)
+		wait := c.limiter.throttled(host, now, ra, has)
+		return Token{}, &RateLimitedError{Host: host, StatusCode: status, RetryAfter: wait, HasRetryAfter: has}
+	case status >= 300 && status < 400:
+		c.report(host, status, issuedAt)
+		return Token{}, &InvalidResponseError{Host: host, StatusCode: status, Problem: "redirects are not followed"}
+	case status == http.StatusRequestTimeout || status >= 500:
+		c.report(host, status, issuedAt)
+		return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "provider error"}
+	case status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden:
+		body, _ := readBody(resp.Body)
+		c.report(host, status, issuedAt)
+		return Token{}, &InvalidCredentialsError{Host: host, StatusCode: status, OAuthError: oauthCode(body)}
+	case status < 200 || status >= 300:
+		c.report(host, status, issuedAt)
+		return Token{}, &InvalidResponseError{Host: host, StatusCode: status, Problem: "unexpected status"}
+	}
+
+	body, err := readBody(resp.Body)
+	c.report(host, status, issuedAt)
+	// Any 2xx means the host is not throttling us any more.
+	c.limiter.succeeded(host)
+	if err != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "request canceled", cause: context.Canceled}
+		case ctx.Err() != nil || isTimeout(err):
+			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "timed out reading the body", Timeout: true, cause: context.DeadlineExceeded}
+		}
+		return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "connection failed while reading the body"}
+	}
+	if len(body) > MaxBodyBytes {
+		return Token{}, &InvalidResponseError{Host: host, StatusCode: status, Problem: "body exceeds 1 MiB"}
+	}
+	return parseTokenResponse(host, status, body, m, issuedAt, c.clock.Now())
+}
+
+// readBody reads at most MaxBodyBytes+1 bytes, so the caller can tell
+// "exactly at the cap" from "over it" without reading a 100 MB answer.
+func readBody(r io.Reader) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+}
+
+// oauthCode extracts a standard RFC 6749 error code from an error body, or "".
+func oauthCode(body []byte) string {
+	if len(body) > MaxBodyBytes {
+		return ""
+	}
+	var e struct {
+		Error any `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	s, _ := e.Error.(string)
+	return safeOAuthError(s)
+}
+
+// buildBody checks the method and encodes the form or JSON body.
+func buildBody(r Request) (method string, body []byte, contentType string, err error) {
+	method = strings.ToUpper(r.Method)
+	switch method {
+	case "":
+		method = http.MethodPost
+	case http.MethodGet, http.MethodPost:
+	default:
+		return "", nil, "", &ConfigurationError{Field: "method", Problem: "must be GET or POST"}
+	}
+	if len(r.Form) > 0 && len(r.JSON) > 0 {
+		return "", nil, "", &ConfigurationError{Field: "form", Problem: "form and json are mutually exclusive"}
+	}
+	if method == http.MethodGet && (len(r.Form) > 0 || len(r.JSON) > 0) {
+		return "", nil, "", &ConfigurationError{Field: "method", Problem: "a GET request cannot carry a form or json body"}
+	}
+	switch {
+	case len(r.Form) > 0:
+		var b strings.Builder
+		for i, f := range r.Form {
+			if f.Name == "" {
+				return "", nil, "", &ConfigurationError{Field: "form", Problem: "entry " + strconv.Itoa(i) + " has no name"}
+			}
+			if i > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(url.QueryEscape(f.Name) + "=" + url.QueryEscape(f.Value))
+		}
+		return method, []byte(b.String()), "application/x-www-form-urlencoded", nil
+	case len(r.JSON) > 0:
+		var b bytes.Buffer
+		b.WriteByte('{')
+		seen := map[string]bool{}
+		for i, f := range r.JSON {
+			if f.Name == "" {
+				return "", nil, "", &ConfigurationError{Field: "json", Problem: "entry " + strconv.Itoa(i) + " has no name"}
+			}
+			if seen[f.Name] {
+				return "", nil, "", &ConfigurationError{Field: "json", Problem: "entry " + strconv.Itoa(i) + " repeats a name"}
+			}
+			seen[f.Name] = true
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(f.Name) // strings always marshal
+			v, _ := json.Marshal(f.Value)
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
+		}
+		b.WriteByte('}')
+		return method, b.Bytes(), "application/json", nil
+	}
+	return method, nil, "", nil
+}
+
+// reservedHeaders are set by the transport or derived from the request; a
+// user value would either be ignored or corrupt the framing.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true,
+	"Connection": true, "Upgrade": true, "Te": true, "Trailer": true,
+}
+
+// checkHeaders validates extra headers. Problems name the header by index,
+// never by value: a header value is often an API key.
+func checkHeaders(r Request) error {
+	for i, h := range r.Headers {
+		where := "entry " + strconv.Itoa(i)
+		if !validHeaderName(h.Name) {
+			return &ConfigurationError{Field: "headers", Problem: where + " has an invalid name"}
+		}
+		canon := http.CanonicalHeaderKey(h.Name)
+		if reservedHeaders[canon] {
+			return &ConfigurationError{Field: "headers", Problem: where + " sets " + canon + ", which cannot be overridden"}
+		}
+		if canon == "Authorization" && r.Basic != nil {
+			return &ConfigurationError{Field: "headers", Problem: where + " sets Authorization, which conflicts with basicAuth"}
+		}
+		for j := 0; j < len(h.Value); j++ {
+			if b := h.Value[j]; (b < 0x20 && b != '\t') || b == 0x7f {
+				return &ConfigurationError{Field: "headers", Problem: where + " has a control character in its value"}
+			}
+		}
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func firstIndex(fs []Field, name string) int {
+	for i, f := range fs {
+		if strings.EqualFold(f.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// handshakeState records what happened in the TLS handshake so a failure
+// after it can be explained: a server that asked for a client certificate we
+// did not have usually just drops the connection.
+type handshakeState struct {
+	requested atomic.Bool
+	sent      atomic.Bool
+}

@@ -1,0 +1,166 @@
+package auth
+
+import (
+	"sync"
+	"time"
+)
+
+const (
+	// DefaultHostRequestsPerMinute is the per-host budget when Options leaves
+	// it at zero: well under the per-IP thresholds providers document, while
+	// still serving a few dozen credentials per host.
+	DefaultHostRequestsPerMinute = 120
+
+	limiterWindow = time.Minute
+
+	// Bounds of the backoff applied after a 429 that carries no usable
+	// Retry-After (behaviour.md §3).
+	cooldownBase = 2 * time.Second
+	cooldownMax  = 2 * time.Minute
+
+	// retryAfterJitter spreads callers that all read the same Retry-After, so
+	// they do not return at the same instant.
+	retryAfterJitter = 0.2
+)
+
+// hostLimiter is shared by every caller of one Client. It never blocks: it
+// answers "go" or "come back in d", so a reconciler can requeue instead of
+// holding a worker.
+type hostLimiter struct {
+	perMinute int // <0: unlimited
+	rand      func() float64
+
+	mu    sync.Mutex
+	hosts map[string]*hostState
+}
+
+type hostState struct {
+	// sent holds the send times inside the current window, oldest first; at
+	// most perMinute entries, so memory is bounded per host.
+	sent          []time.Time
+	cooldownUntil time.Time
+	consecutive   int // 429s in a row without a success in between
+}
+
+func newHostLimiter(perMinute int, rnd func() float64) *hostLimiter {
+	if perMinute == 0 {
+		perMinute = DefaultHostRequestsPerMinute
+	}
+	return &hostLimiter{perMinute: perMinute, rand: rnd, hosts: map[string]*hostState{}}
+}
+
+// acquire takes a request slot for host at now, or reports how long to wait.
+// A slot taken is spent even when the request later fails: the provider saw
+// (or may have seen) it.
+func (l *hostLimiter) acquire(host string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.state(host, now)
+	if now.Before(st.cooldownUntil) {
+		return false, st.cooldownUntil.Sub(now)
+	}
+	if l.perMinute < 0 {
+		return true, 0
+	}
+	st.expire(now)
+	if len(st.sent) >= l.perMinute {
+		// The slot frees when the oldest send leaves the window.
+		return false, st.sent[0].Add(limiterWindow).Sub(now)
+	}
+	st.sent = append(st.sent, now)
+	return true, 0
+}
+
+// expire drops sends older than the window. A send at exactly now-1m is
+// outside: the window is the half-open interval (now-1m, now].
+func (st *hostState) expire(now time.Time) {
+	cut := now.Add(-limiterWindow)
+	i := 0
+	for i < len(st.sent) && !st.sent[i].After(cut) {
+		i++
+	}
+	if i > 0 {
+		st.sent = append(st.sent[:0], st.sent[i:]...)
+	}
+}
+
+// throttled records a 429 for host and returns the cool-down it applies to
+// every caller. With a Retry-After the wait is that value plus 0-20 %;
+// without one it is full-jitter exponential backoff over consecutive 429s.
+// An existing longer cool-down is never shortened.
+func (l *hostLimiter) throttled(host string, now time.Time, retryAfter time.Duration, hasRetryAfter bool) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.state(host, now)
+	st.consecutive++
+	var wait time.Duration
+	if hasRetryAfter {
+		wait = retryAfter + time.Duration(float64(retryAfter)*retryAfterJitter*l.rnd())
+	} else {
+		wait = FullJitter(st.consecutive, cooldownBase, cooldownMax, l.rnd())
+	}
+	if until := now.Add(wait); until.After(st.cooldownUntil) {
+		st.cooldownUntil = until
+	}
+	return st.cooldownUntil.Sub(now)
+}
+
+// succeeded resets the 429 streak of host, so the next 429 starts the
+// backoff from its base again.
+func (l *hostLimiter) succeeded(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st, ok := l.hosts[host]; ok {
+		st.consecutive = 0
+	}
+}
+
+func (l *hostLimiter) cooldownUntil(host string, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.hosts[host]
+	if !ok || !now.Before(st.cooldownUntil) {
+		return time.Time{}
+	}
+	return st.cooldownUntil
+}
+
+// rnd is called with l.mu held, so a caller-supplied generator that is not
+// safe for concurrent use is still called from one goroutine at a time.
+func (l *hostLimiter) rnd() float64 {
+	r := l.rand()
+	if r < 0 || r >= 1 || r != r {
+		return 0
+	}
+	return r
+}
+
+// state returns host's entry, creating it. Idle hosts are swept when the map
+// grows, so a long-running operator that has talked to many hosts over time
+// does not keep them all.
+func (l *hostLimiter) state(host string, now time.Time) *hostState {
+	st, ok := l.hosts[host]
+	if ok {
+		return st
+	}
+	if len(l.hosts) >= maxTrackedHosts {
+		l.sweep(now)
+	}
+	st = &hostState{}
+	l.hosts[host] = st
+	return st
+}
+
+// maxTrackedHosts triggers a sweep of idle entries; it is not a hard cap.
+const maxTrackedHosts = 1024
+
+// sweep forgets hosts with no send in the window, no cool-down and no 429
+// streak: forgetting them changes no future answer.
+func (l *hostLimiter) sweep(now time.Time) {
+	for h, st := range l.hosts {
+		st.expire(now)
+		if len(st.sent) == 0 && st.consecutive == 0 && !now.Before(st.cooldownUntil) {
+			delete(l.hosts, h)
+		}
+	}
+}
