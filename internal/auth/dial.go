@@ -44,8 +44,10 @@ func (d *policyDialer) DialContext(ctx context.Context, network, addr string) (n
 		return nil, err
 	}
 	var ips []netip.Addr
+	subject := "host " + host + " resolves to"
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = []netip.Addr{ip}
+		subject = "address " + host + " is"
 	} else {
 		addrs, err := d.resolver.LookupIPAddr(ctx, host)
 		if err != nil {
@@ -70,7 +72,7 @@ func (d *policyDialer) DialContext(ctx context.Context, network, addr string) (n
 		allowed = append(allowed, ip)
 	}
 	if len(allowed) == 0 {
-		return nil, &addressRefusedError{subject: "host " + host + " resolves to", reason: reason}
+		return nil, &addressRefusedError{subject: subject, reason: reason}
 	}
 	var lastErr error
 	for _, ip := range allowed {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -71,3 +72,5 @@ func mustClass(t *testing.T, err error, want Class) {
 		t.Fatalf("class = %q, want %q (err: %v)", got, want, err)
 	}
 }
+
+func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
