@@ -1,0 +1,218 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+)
+
+func TestHostLimiterWindow(t *testing.T) {
+	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	l := newHostLimiter(3, fixedRand(0.5))
+	for i := 0; i < 3; i++ {
+		if ok, _ := l.acquire("h:443", t0.Add(time.Duration(i)*10*time.Second)); !ok {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	if ok, wait := l.acquire("h:443", t0.Add(30*time.Second)); ok || wait != 30*time.Second {
+		t.Fatalf("4th request: ok=%v wait=%v; want refused for 30s (until the first leaves the window)", ok, wait)
+	}
+	if ok, _ := l.acquire("other:443", t0.Add(30*time.Second)); !ok {
+		t.Fatal("another host must have its own budget")
+	}
+	if ok, wait := l.acquire("h:443", t0.Add(time.Minute-time.Nanosecond)); ok || wait != time.Nanosecond {
+		t.Fatalf("just before the slot frees: ok=%v wait=%v", ok, wait)
+	}
+	if ok, _ := l.acquire("h:443", t0.Add(time.Minute)); !ok {
+		t.Fatal("the slot must free exactly one minute after the first request")
+	}
+	if ok, _ := l.acquire("h:443", t0.Add(time.Minute)); ok {
+		t.Fatal("only one slot freed")
+	}
+}
+
+func TestHostLimiterDefaultsAndUnlimited(t *testing.T) {
+	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	l := newHostLimiter(0, fixedRand(0))
+	n := 0
+	for ok := true; ok; n++ {
+		ok, _ = l.acquire("h:443", t0)
+	}
+	if n-1 != DefaultHostRequestsPerMinute {
+		t.Fatalf("default budget = %d, want %d", n-1, DefaultHostRequestsPerMinute)
+	}
+	u := newHostLimiter(-1, fixedRand(0))
+	for i := 0; i < 10000; i++ {
+		if ok, _ := u.acquire("h:443", t0); !ok {
+			t.Fatal("an unlimited limiter refused a request")
+		}
+	}
+	u.throttled("h:443", t0, 5*time.Second, true)
+	if ok, wait := u.acquire("h:443", t0); ok || wait != 5*time.Second {
+		t.Fatalf("an unlimited limiter must still honour a 429 cool-down: ok=%v wait=%v", ok, wait)
+	}
+}
+
+func TestHostLimiterCooldown(t *testing.T) {
+	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	l := newHostLimiter(-1, fixedRand(0.5))
+	// Without Retry-After: full jitter over 2s·2^(n-1), capped at 2m; rnd 0.5
+	// gives half the ceiling.
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+		16 * time.Second, 32 * time.Second, time.Minute, time.Minute} {
+		now := t0.Add(time.Duration(i) * time.Hour)
+		if got := l.throttled("h:443", now, 0, false); got != want {
+			t.Fatalf("429 #%d: cool-down %v, want %v", i+1, got, want)
+		}
+		if got := l.cooldownUntil("h:443", now); !got.Equal(now.Add(want)) {
+			t.Fatalf("cooldownUntil = %v, want %v", got, now.Add(want))
+		}
+	}
+	l.succeeded("h:443")
+	t1 := t0.Add(24 * time.Hour)
+	if got := l.throttled("h:443", t1, 0, false); got != time.Second {
+		t.Fatalf("after a success the backoff restarts: got %v, want 1s", got)
+	}
+	// A Retry-After gets 0-20 % on top (10 % at rnd 0.5), and a shorter
+	// later cool-down never cuts a longer one short.
+	t2 := t1.Add(time.Hour)
+	if got := l.throttled("h:443", t2, 60*time.Second, true); got != 66*time.Second {
+		t.Fatalf("Retry-After 60: cool-down %v, want 66s", got)
+	}
+	if got := l.throttled("h:443", t2.Add(time.Second), time.Second, true); got != 65*time.Second {
+		t.Fatalf("a shorter Retry-After shortened the cool-down: %v remaining, want 65s", got)
+	}
+	if ok, wait := l.acquire("h:443", t2.Add(time.Minute)); ok || wait != 6*time.Second {
+		t.Fatalf("during the cool-down: ok=%v wait=%v", ok, wait)
+	}
+	if ok, _ := l.acquire("h:443", t2.Add(66*time.Second)); !ok {
+		t.Fatal("the cool-down must end on time")
+	}
+	if !l.cooldownUntil("h:443", t2.Add(66*time.Second)).IsZero() {
+		t.Fatal("cooldownUntil must be zero once it has passed")
+	}
+}
+
+// TestLimiterConcurrentCallers is the shared-budget contract: 50 goroutines
+// hammer one throttled sandbox host through one Client while a fake clock
+// advances. The provider never sees more than the configured rate in any
+// one-minute window, and after a 429 nobody reaches it until the cool-down
+// ends.
+func TestLimiterConcurrentCallers(t *testing.T) {
+	const (
+		perMinute = 10
+		callers   = 50
+	)
+	fx := loadFixtures(t)
+	clk := newFakeClock()
+	s, err := sandbox.Start(sandbox.Options{CA: fx.ca, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddClient(secretKeyID, secretClient)
+	// The sandbox throttles at the same rate: if our limiter let one request
+	// too many through, the sandbox would answer 429 and the test would see it.
+	s.SetThrottle(perMinute, "30")
+	c := NewClient(Options{Clock: clk, Rand: fixedRand(0.5), AllowPrivateNetworks: true, HostRequestsPerMinute: perMinute})
+	e := &fetchEnv{fx: fx}
+	req := e.flowB(s)
+	host, _ := HostOf(req.URL)
+
+	// round runs one Fetch per caller, all at the same fake instant, and
+	// returns how many reached the provider.
+	round := func(phase string) (reached int) {
+		t.Helper()
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
+		for i := 0; i < callers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := c.Fetch(context.Background(), req)
+				mu.Lock()
+				defer mu.Unlock()
+				errs = append(errs, err)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			var rl *RateLimitedError
+			switch {
+			case err == nil:
+				reached++
+			case errors.As(err, &rl) && rl.Local:
+				if rl.RetryAfter <= 0 {
+					t.Fatalf("%s: local refusal without a wait: %v", phase, err)
+				}
+			default:
+				t.Fatalf("%s: unexpected error: %v", phase, err)
+			}
+		}
+		return reached
+	}
+
+	// Phase 1: 40 rounds, 5 s apart.
+	var sent []time.Time
+	for i := 0; i < 40; i++ {
+		n := round("steady")
+		for j := 0; j < n; j++ {
+			sent = append(sent, clk.Now())
+		}
+		clk.Step(5 * time.Second)
+	}
+	if got := s.TotalCalls(); got != len(sent) {
+		t.Fatalf("the provider saw %d calls, the callers report %d", got, len(sent))
+	}
+	sort.Slice(sent, func(i, j int) bool { return sent[i].Before(sent[j]) })
+	for i := range sent {
+		inWindow := 0
+		for j := i; j < len(sent) && sent[j].Sub(sent[i]) < time.Minute; j++ {
+			inWindow++
+		}
+		if inWindow > perMinute {
+			t.Fatalf("%d requests in the minute from %v; cap is %d", inWindow, sent[i], perMinute)
+		}
+	}
+	// 200 s of fake time at 10/min: the budget is used, not just refused.
+	if len(sent) < 3*perMinute {
+		t.Fatalf("only %d requests got through in 200 s; the limiter is too strict", len(sent))
+	}
+
+	// Phase 2: one 429 with Retry-After: 30 shuts the host for 33 s (rnd 0.5
+	// adds 10 %) for every caller.
+	clk.Step(time.Minute)
+	s.Inject(sandbox.Fault{Kind: sandbox.FaultRespond, Status: 429, Header: map[string]string{"Retry-After": "30"}})
+	_, err = c.Fetch(context.Background(), req)
+	var rl *RateLimitedError
+	if !errors.As(err, &rl) || rl.Local || rl.RetryAfter != 33*time.Second {
+		t.Fatalf("err = %v, want the provider's 429 with a 33 s cool-down", err)
+	}
+	throttledAt := clk.Now()
+	if got := c.CooldownUntil(host); !got.Equal(throttledAt.Add(33 * time.Second)) {
+		t.Fatalf("CooldownUntil = %v, want %v", got, throttledAt.Add(33*time.Second))
+	}
+	calls := s.TotalCalls()
+	for _, at := range []time.Duration{0, 10 * time.Second, 33*time.Second - time.Millisecond} {
+		clk.Step(throttledAt.Add(at).Sub(clk.Now()))
+		if n := round("cool-down"); n != 0 {
+			t.Fatalf("%d callers got through %v into the cool-down", n, at)
+		}
+	}
+	if got := s.TotalCalls(); got != calls {
+		t.Fatalf("the provider saw %d calls during the cool-down", got-calls)
+	}
+	clk.Step(throttledAt.Add(33 * time.Second).Sub(clk.Now()))
+	// The 429'd request still holds one slot of this minute.
+	if n := round("after the cool-down"); n != perMinute-1 {
+		t.Fatalf("%d callers got through after the cool-down, want %d", n, perMinute-1)
+	}
+}
