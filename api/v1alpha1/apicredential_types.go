@@ -1,0 +1,459 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels and annotations tokenwarden reads and writes.
+const (
+	// LabelManagedBy is set to ManagedByValue on every target Secret.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy on target Secrets.
+	ManagedByValue = "tokenwarden"
+	// LabelCredential names the APICredential that owns a target Secret.
+	LabelCredential = "auth.tokenwarden.io/credential"
+	// AnnotationExpiresAt on a target Secret is the token's expiry (RFC 3339).
+	AnnotationExpiresAt = "auth.tokenwarden.io/expires-at"
+	// AnnotationIssuedAt on a target Secret is when the token was requested (RFC 3339).
+	AnnotationIssuedAt = "auth.tokenwarden.io/issued-at"
+	// AnnotationRefreshRequestedAt on an APICredential asks for one refresh
+	// now when its value changes.
+	AnnotationRefreshRequestedAt = "auth.tokenwarden.io/refresh-requested-at"
+)
+
+// Condition types and reasons.
+const (
+	// ConditionReady is True while the target Secret holds an unexpired token.
+	ConditionReady = "Ready"
+	// ConditionDegraded is True when the most recent attempt failed.
+	ConditionDegraded = "Degraded"
+
+	// ReasonTokenValid (Ready=True): the target Secret holds an unexpired token.
+	ReasonTokenValid = "TokenValid"
+	// ReasonNotIssued (Ready=False): no token has been written yet.
+	ReasonNotIssued = "NotIssued"
+	// ReasonTokenExpired (Ready=False): the token in the target Secret has expired.
+	ReasonTokenExpired = "TokenExpired"
+	// ReasonSuspended (Ready and Degraded): spec.suspend is true.
+	ReasonSuspended = "Suspended"
+	// ReasonRefreshSucceeded (Degraded=False): the most recent attempt succeeded.
+	ReasonRefreshSucceeded = "RefreshSucceeded"
+
+	// ReasonRateLimited (Degraded=True): the provider answered 429, or the
+	// per-host limit of the operator was reached.
+	ReasonRateLimited = "RateLimited"
+	// ReasonProviderUnavailable (Degraded=True): 5xx, timeout, connection or
+	// TLS failure.
+	ReasonProviderUnavailable = "ProviderUnavailable"
+	// ReasonInvalidCredentials (Degraded=True): the provider refused the
+	// credentials (400/401/403, invalid_client).
+	ReasonInvalidCredentials = "InvalidCredentials"
+	// ReasonInvalidResponse (Degraded=True): the provider's answer holds no
+	// usable token or expiry.
+	ReasonInvalidResponse = "InvalidResponse"
+	// ReasonSourceSecretMissing (Degraded=True): a referenced Secret or key
+	// does not exist.
+	ReasonSourceSecretMissing = "SourceSecretMissing"
+	// ReasonInvalidClientCertificate (Degraded=True): the client certificate
+	// does not decode, does not match its key, or has expired.
+	ReasonInvalidClientCertificate = "InvalidClientCertificate"
+	// ReasonTargetConflict (Degraded=True): the target Secret exists and is
+	// not owned by this APICredential, or is immutable.
+	ReasonTargetConflict = "TargetConflict"
+	// ReasonInvalidSpec (Degraded=True): the spec is inconsistent in a way
+	// the API server could not check.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonTokenExpiringSoon (Degraded=True, static flow): the token
+	// expires within spec.static.warnBefore.
+	ReasonTokenExpiringSoon = "TokenExpiringSoon"
+)
+
+// HTTPMethod is the method of a token request.
+// +kubebuilder:validation:Enum=GET;POST
+type HTTPMethod string
+
+const (
+	// MethodGET sends a GET request.
+	MethodGET HTTPMethod = "GET"
+	// MethodPOST sends a POST request.
+	MethodPOST HTTPMethod = "POST"
+)
+
+// SecretName is the name of a Secret in the APICredential's namespace.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:XValidation:rule="!format.dns1123Subdomain().validate(self).hasValue()",message="must be a valid Secret name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.')"
+type SecretName string
+
+// SecretKey is a key inside a Secret's data.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+type SecretKey string
+
+// APICredentialSpec says how to obtain a token and where to put it.
+// +kubebuilder:validation:XValidation:rule="has(self.tokenRequest) != has(self.static)",message="exactly one of spec.tokenRequest and spec.static must be set"
+type APICredentialSpec struct {
+	// TokenRequest describes an HTTP request to a token endpoint that returns
+	// a short-lived token (flows A, B and C). Exactly one of tokenRequest and
+	// static must be set.
+	// +optional
+	TokenRequest *TokenRequest `json:"tokenRequest,omitempty"`
+
+	// Static syncs a long-lived application token that a person created in
+	// a provider's console (flow D). tokenwarden cannot refresh it; it keeps
+	// the target Secret in step with the source Secret, tracks the JWT's
+	// exp claim and warns before it. Exactly one of tokenRequest and static
+	// must be set.
+	// +optional
+	Static *StaticToken `json:"static,omitempty"`
+
+	// Refresh tunes when a new token is requested.
+	// +optional
+	Refresh *RefreshPolicy `json:"refresh,omitempty"`
+
+	// Suspend stops all provider calls and all writes while true. The token
+	// already in the target Secret stays there. Default false.
+	// +optional
+	// +kubebuilder:default=false
+	Suspend bool `json:"suspend,omitempty"`
+
+	// Target is the Secret that tokenwarden creates, owns and keeps fresh.
+	Target TargetSecret `json:"target"`
+}
+
+// TokenRequest is one HTTP request to a token endpoint.
+// +kubebuilder:validation:XValidation:rule="!(has(self.form) && has(self.json))",message="at most one of spec.tokenRequest.form and spec.tokenRequest.json may be set"
+type TokenRequest struct {
+	// URL of the token endpoint. Must start with https://.
+	// +kubebuilder:validation:MinLength=9
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://')",message="spec.tokenRequest.url must start with https://"
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="spec.tokenRequest.url must be a valid URL"
+	URL string `json:"url"`
+
+	// Method is GET or POST. Default POST.
+	// +optional
+	// +kubebuilder:default=POST
+	Method HTTPMethod `json:"method,omitempty"`
+
+	// BasicAuth sends "Authorization: Basic base64(username:password)". The
+	// username and password are joined as they are, without URL-encoding,
+	// which is what the providers tokenwarden serves expect.
+	// +optional
+	BasicAuth *BasicAuth `json:"basicAuth,omitempty"`
+
+	// ClientCertificate is the TLS client certificate presented to the
+	// token endpoint (mutual TLS).
+	// +optional
+	ClientCertificate *ClientCertificate `json:"clientCertificate,omitempty"`
+
+	// CABundle holds PEM roots to trust for the token endpoint instead of
+	// the system roots.
+	// +optional
+	CABundle *CABundle `json:"caBundle,omitempty"`
+
+	// Form fields sent as an application/x-www-form-urlencoded body. At
+	// most one of form and json may be set.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Form []Parameter `json:"form,omitempty"`
+
+	// JSON fields sent as a JSON object of strings (application/json). At
+	// most one of form and json may be set.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	JSON []Parameter `json:"json,omitempty"`
+
+	// Headers are extra request headers.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Headers []Parameter `json:"headers,omitempty"`
+
+	// Response says where the token and its expiry are in the JSON answer.
+	// +optional
+	Response *ResponseMapping `json:"response,omitempty"`
+
+	// Timeout of one token request: dial, TLS handshake, headers and body.
+	// Default 15s.
+	// +optional
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.tokenRequest.timeout must be positive"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// InvalidatesPrevious tells tokenwarden that the provider revokes the
+	// previous token whenever it issues a new one. tokenwarden then
+	// refreshes late by default (refreshBefore = max(30s, lifetime/10)),
+	// because mounted copies of the old token die the moment a new one is
+	// issued. Default false.
+	// +optional
+	// +kubebuilder:default=false
+	InvalidatesPrevious bool `json:"invalidatesPrevious,omitempty"`
+}
+
+// BasicAuth names the Secret and keys holding a username and a password.
+type BasicAuth struct {
+	// SecretName is the Secret, in the APICredential's namespace.
+	SecretName SecretName `json:"secretName"`
+	// UsernameKey is the key of the username (or API key, or client ID).
+	UsernameKey SecretKey `json:"usernameKey"`
+	// PasswordKey is the key of the password (or secret).
+	PasswordKey SecretKey `json:"passwordKey"`
+}
+
+// ClientCertificate names the Secret and keys of a TLS client certificate:
+// either pkcs12Key (a PKCS#12/.pfx file), or certificateKey and
+// privateKeyKey (PEM).
+// +kubebuilder:validation:XValidation:rule="has(self.pkcs12Key) != (has(self.certificateKey) || has(self.privateKeyKey))",message="spec.tokenRequest.clientCertificate needs either pkcs12Key, or certificateKey and privateKeyKey"
+// +kubebuilder:validation:XValidation:rule="has(self.certificateKey) == has(self.privateKeyKey)",message="spec.tokenRequest.clientCertificate.certificateKey and privateKeyKey must be set together"
+type ClientCertificate struct {
+	// SecretName is the Secret, in the APICredential's namespace.
+	SecretName SecretName `json:"secretName"`
+	// PKCS12Key is the key of a PKCS#12 (.pfx, .p12) file holding the
+	// certificate and its private key. Both the legacy (3DES/RC2) and the
+	// modern (AES) encryption are read.
+	// +optional
+	PKCS12Key *SecretKey `json:"pkcs12Key,omitempty"`
+	// CertificateKey is the key of a PEM certificate (chain).
+	// +optional
+	CertificateKey *SecretKey `json:"certificateKey,omitempty"`
+	// PrivateKeyKey is the key of a PEM private key: PKCS#1, PKCS#8 or EC,
+	// or an encrypted PKCS#8 key when passphraseKey is set.
+	// +optional
+	PrivateKeyKey *SecretKey `json:"privateKeyKey,omitempty"`
+	// PassphraseKey is the key of the passphrase that decrypts the PKCS#12
+	// file or the encrypted PEM private key.
+	// +optional
+	PassphraseKey *SecretKey `json:"passphraseKey,omitempty"`
+}
+
+// CABundle names PEM roots in a Secret or a ConfigMap of the
+// APICredential's namespace.
+// +kubebuilder:validation:XValidation:rule="has(self.secretName) != has(self.configMapName)",message="spec.tokenRequest.caBundle needs exactly one of secretName and configMapName"
+type CABundle struct {
+	// SecretName is a Secret holding the roots.
+	// +optional
+	SecretName *SecretName `json:"secretName,omitempty"`
+	// ConfigMapName is a ConfigMap holding the roots.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ConfigMapName *string `json:"configMapName,omitempty"`
+	// Key of the PEM bundle.
+	Key SecretKey `json:"key"`
+}
+
+// Parameter is a named value given inline or read from a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="each entry needs exactly one of value and valueFrom"
+type Parameter struct {
+	// Name of the form field, JSON field or header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+	// Value given inline. Do not put secrets here; use valueFrom.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value *string `json:"value,omitempty"`
+	// ValueFrom reads the value from a Secret.
+	// +optional
+	ValueFrom *ValueSource `json:"valueFrom,omitempty"`
+}
+
+// ValueSource says where a value comes from.
+type ValueSource struct {
+	// SecretKeyRef is a key of a Secret in the APICredential's namespace.
+	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
+}
+
+// SecretKeySelector is a key of a Secret in the APICredential's namespace.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	Name SecretName `json:"name"`
+	// Key in the Secret's data.
+	Key SecretKey `json:"key"`
+}
+
+// ResponseMapping says where the token and its expiry are in a JSON
+// response. A field is a top-level key (access_token) or a dotted path
+// (data.token). When several expiries are present (expiresInField,
+// expiresAtField, the JWT's exp claim) the earliest wins.
+type ResponseMapping struct {
+	// TokenField holds the token. Default access_token.
+	// +optional
+	// +kubebuilder:default=access_token
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	TokenField string `json:"tokenField,omitempty"`
+	// ExpiresInField holds the lifetime in seconds, as a number or a
+	// numeric string, counted from the moment the request was sent.
+	// Default expires_in.
+	// +optional
+	// +kubebuilder:default=expires_in
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	ExpiresInField string `json:"expiresInField,omitempty"`
+	// ExpiresAtField holds an absolute expiry (RFC 3339 / ISO 8601, with or
+	// without fractional seconds or offset). Not read when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	ExpiresAtField string `json:"expiresAtField,omitempty"`
+	// DefaultLifetime is used only when no expiry is found in the response
+	// or in the token's JWT exp claim. Without it such a response is
+	// rejected as InvalidResponse.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.tokenRequest.response.defaultLifetime must be positive"
+	DefaultLifetime *metav1.Duration `json:"defaultLifetime,omitempty"`
+}
+
+// StaticToken names a Secret holding a long-lived application token (a JWT)
+// and an optional secret. The header written is "Bearer {secret}.{jwt}"
+// with a secret, "Bearer {jwt}" without.
+type StaticToken struct {
+	// SecretName is the Secret, in the APICredential's namespace.
+	SecretName SecretName `json:"secretName"`
+	// TokenKey is the key of the JWT.
+	TokenKey SecretKey `json:"tokenKey"`
+	// SecretKey is the key of the optional secret that prefixes the JWT.
+	// +optional
+	SecretKey *SecretKey `json:"secretKey,omitempty"`
+	// WarnBefore is how long before the JWT's exp claim tokenwarden warns
+	// (Degraded=True, TokenExpiringSoon, and an event). Default 168h.
+	// +optional
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.static.warnBefore must be positive"
+	WarnBefore *metav1.Duration `json:"warnBefore,omitempty"`
+}
+
+// RefreshPolicy tunes when a new token is requested.
+type RefreshPolicy struct {
+	// RefreshBefore is how long before the token's expiry a new token must
+	// be in the target Secret. Unset, it is computed per token from its
+	// lifetime L: min(0.6·L, max(3m, L/3)), or max(30s, L/10) when
+	// tokenRequest.invalidatesPrevious is true. It is clamped below L, each
+	// refresh moves earlier by a random 0-10% of L, and no credential asks
+	// its provider more often than every 10s.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.refresh.refreshBefore must be positive"
+	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
+}
+
+// TargetSecret is the Secret tokenwarden writes.
+type TargetSecret struct {
+	// SecretName is the target Secret, created in the APICredential's
+	// namespace and owned by it (deleted with it). tokenwarden refuses to
+	// write into an existing Secret it does not own.
+	SecretName SecretName `json:"secretName"`
+	// Keys renames the keys written into the Secret.
+	// +optional
+	Keys *TargetKeys `json:"keys,omitempty"`
+	// Labels copied onto the Secret.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations copied onto the Secret.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Template adds keys whose values are Go templates over .Token,
+	// .ExpiresAt (RFC 3339) and .Authorization, for example a .env file:
+	// {"token.env": "TOKEN={{ .Token }}"}.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Template map[string]string `json:"template,omitempty"`
+}
+
+// TargetKeys renames the keys written into the target Secret.
+type TargetKeys struct {
+	// Token is the key of the raw token. Default token.
+	// +optional
+	// +kubebuilder:default=token
+	Token SecretKey `json:"token,omitempty"`
+	// Authorization is the key of the full header value: "Bearer <token>",
+	// or "Bearer {secret}.{jwt}" for a static token. Default authorization.
+	// +optional
+	// +kubebuilder:default=authorization
+	Authorization SecretKey `json:"authorization,omitempty"`
+	// ExpiresAt is the key of the expiry (RFC 3339, UTC). Default
+	// expires-at.
+	// +optional
+	// +kubebuilder:default=expires-at
+	ExpiresAt SecretKey `json:"expiresAt,omitempty"`
+}
+
+// APICredentialStatus is what tokenwarden observed and did.
+type APICredentialStatus struct {
+	// ObservedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready is True while the target Secret holds an unexpired
+	// token; Degraded is True when the most recent attempt failed, with a
+	// reason from a closed set (RateLimited, ProviderUnavailable,
+	// InvalidCredentials, InvalidResponse, SourceSecretMissing,
+	// InvalidClientCertificate, TargetConflict, InvalidSpec,
+	// TokenExpiringSoon).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// TokenExpiresAt is when the token in the target Secret expires.
+	// +optional
+	TokenExpiresAt *metav1.Time `json:"tokenExpiresAt,omitempty"`
+	// LastRefreshTime is when the token in the target Secret was requested.
+	// +optional
+	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
+	// NextRefreshTime is when tokenwarden plans its next provider call.
+	// +optional
+	NextRefreshTime *metav1.Time `json:"nextRefreshTime,omitempty"`
+	// ConsecutiveFailures counts failed attempts since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+	// ClientCertificateExpiresAt is the NotAfter of the client certificate.
+	// +optional
+	ClientCertificateExpiresAt *metav1.Time `json:"clientCertificateExpiresAt,omitempty"`
+	// LastHandledRefreshRequest echoes the value of the
+	// auth.tokenwarden.io/refresh-requested-at annotation handled last.
+	// +optional
+	LastHandledRefreshRequest string `json:"lastHandledRefreshRequest,omitempty"`
+	// Reason repeats the reason shown in the Reason printer column: that of
+	// Degraded when it is True, else that of Ready.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// APICredential keeps a short-lived API token fresh in a Secret.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=apicred,categories=tokenwarden
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.tokenExpiresAt`
+// +kubebuilder:printcolumn:name="Next Refresh",type=date,JSONPath=`.status.nextRefreshTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type APICredential struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   APICredentialSpec   `json:"spec"`
+	Status APICredentialStatus `json:"status,omitempty"`
+}
+
+// APICredentialList is a list of APICredentials.
+//
+// +kubebuilder:object:root=true
+type APICredentialList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []APICredential `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&APICredential{}, &APICredentialList{})
+}

@@ -1,0 +1,15 @@
+package controller
+
+// The operator's cluster permissions, generated into config/rbac/role.yaml.
+// Secrets: list/watch serve the cache of the Secrets tokenwarden owns
+// (label-selected) and the metadata-only watch of source Secrets; get reads
+// a source Secret when a token is requested; create/update/patch write target
+// Secrets. There is no delete: target Secrets go with their APICredential
+// through the owner reference.
+//
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials,verbs=get;list;watch
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
