@@ -1,0 +1,145 @@
+package refresh
+
+import (
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/auth"
+)
+
+// Token is the token currently in the target Secret, read from its
+// annotations. A zero Token means there is none.
+type Token struct {
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// Valid reports whether there is a token that has not expired at now.
+func (t Token) Valid(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && now.Before(t.ExpiresAt)
+}
+
+// Input is everything the decision depends on.
+type Input struct {
+	Now time.Time
+	// Token in the target Secret.
+	Token Token
+	// Changed is true when the token in the target Secret was not minted
+	// from the current spec and source Secrets, or a refresh was requested
+	// through the annotation: the old credentials may be revoked, so ask now.
+	Changed bool
+	// RefreshBefore from the spec; 0 means the default.
+	RefreshBefore       time.Duration
+	InvalidatesPrevious bool
+	// Jitter in [0,1), stable for one token so that every pass computes the
+	// same refresh time.
+	Jitter float64
+	// Failure history, from status.
+	LastFailure Class
+	// RetryAt is when the failure policy allows the next attempt (status
+	// nextRefreshTime after a failure); zero when not failing.
+	RetryAt time.Time
+	// LastAttempt is when this credential last called the provider.
+	LastAttempt time.Time
+	// HostCooldownUntil is the end of the token host's shared 429 cool-down.
+	HostCooldownUntil time.Time
+}
+
+// Action is what to do now.
+type Action int
+
+const (
+	// Wait until Decision.At, then decide again.
+	Wait Action = iota
+	// Refresh: ask the provider for a new token now.
+	Refresh
+	// Hold: do nothing until the spec or a referenced Secret changes.
+	Hold
+)
+
+func (a Action) String() string {
+	return [...]string{"Wait", "Refresh", "Hold"}[a]
+}
+
+// Decision is the outcome: an action and, for Wait, when to look again.
+type Decision struct {
+	Action Action
+	// At is when the next provider call is planned (Wait), or now (Refresh).
+	At time.Time
+}
+
+// Decide says what to do now for a token-request credential.
+func Decide(in Input) Decision {
+	due := in.Now // when the schedule alone wants a new token
+	if !in.Changed && in.Token.Valid(in.Now) {
+		due = RefreshAt(in.Token.IssuedAt, in.Token.ExpiresAt, in.RefreshBefore, in.InvalidatesPrevious, in.Jitter)
+	}
+	// The failure policy holds back attempts after a failure; a change of
+	// spec or sources lifts it (the fix may be in), except for the limits
+	// that protect the provider.
+	if !in.Changed {
+		switch in.LastFailure {
+		case Spec:
+			return Decision{Action: Hold}
+		case RateLimited, Transient, Credentials, Conflict:
+			if !in.RetryAt.IsZero() {
+				due = latest(due, in.RetryAt)
+			}
+		}
+	}
+	at := latest(due, in.HostCooldownUntil)
+	if !in.LastAttempt.IsZero() {
+		at = latest(at, in.LastAttempt.Add(Floor))
+	}
+	if !at.After(in.Now) {
+		return Decision{Action: Refresh, At: in.Now}
+	}
+	return Decision{Action: Wait, At: at}
+}
+
+// Failure describes a failed attempt, for RetryAfterFailure.
+type Failure struct {
+	Class Class
+	// Attempt counts consecutive failures, this one included.
+	Attempt int
+	// Cooldown is the host cool-down the token client applied after a 429
+	// (the provider's Retry-After plus jitter, or its own backoff).
+	Cooldown time.Duration
+}
+
+// NextAttempt is when to try again after a failure at now; zero means only
+// on a change. Transient failures back off with full jitter from 2 s to 2
+// min, but never so long that the current token expires without one more
+// try, and by at most 30 s once it has expired. rnd is in [0,1).
+func NextAttempt(f Failure, now time.Time, token Token, rnd float64) time.Time {
+	var wait time.Duration
+	switch f.Class {
+	case None:
+		return time.Time{}
+	case Spec:
+		return time.Time{}
+	case Credentials, Conflict:
+		wait = SlowRetry
+	case RateLimited:
+		wait = f.Cooldown
+		if wait <= 0 {
+			wait = auth.FullJitter(f.Attempt, BackoffBase, BackoffMax, rnd)
+		}
+	case Transient:
+		ceiling := BackoffMax
+		if token.Valid(now) {
+			// Leave room for at least one more try before expiry.
+			ceiling = min(ceiling, max(token.ExpiresAt.Sub(now)/2, Floor))
+		} else {
+			ceiling = ExpiredBackoffMax
+		}
+		wait = auth.FullJitter(f.Attempt, BackoffBase, ceiling, rnd)
+	}
+	return now.Add(max(wait, Floor))
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

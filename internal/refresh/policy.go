@@ -1,0 +1,97 @@
+// Package refresh decides when tokenwarden asks a provider for a new token.
+// Everything here is a pure function of its inputs (spec, the token in the
+// target Secret, the failure history, the host's cool-down and the time), so
+// the whole schedule is table-tested and fuzzed without a cluster.
+package refresh
+
+import (
+	"time"
+)
+
+const (
+	// Floor is the shortest time between two provider calls of one
+	// credential, whatever the numbers say: no hot loop when refreshBefore
+	// is at least the token's lifetime.
+	Floor = 10 * time.Second
+	// JitterFraction of the lifetime by which a refresh moves earlier, at
+	// most, so that credentials created together spread out.
+	JitterFraction = 0.10
+	// SlowRetry is the retry interval after a credentials failure, in case
+	// the provider fixed something on its side.
+	SlowRetry = 10 * time.Minute
+	// BackoffBase and BackoffMax bound the full-jitter exponential backoff of
+	// transient failures and of 429s without a usable Retry-After.
+	BackoffBase = 2 * time.Second
+	BackoffMax  = 2 * time.Minute
+	// ExpiredBackoffMax caps the backoff once the token has expired, so pods
+	// get a token within about 30 s of the provider's recovery.
+	ExpiredBackoffMax = 30 * time.Second
+)
+
+// Failure classes, in the terms of the retry policy.
+type Class int
+
+const (
+	// None: the last attempt succeeded (or there was none).
+	None Class = iota
+	// RateLimited: the provider answered 429.
+	RateLimited
+	// Transient: 5xx, timeouts, connection and TLS failures, unusable answers.
+	Transient
+	// Credentials: the provider refused the credentials, or a source Secret,
+	// key or client certificate is missing or unusable. Retried on a change
+	// and slowly.
+	Credentials
+	// Spec: the spec is inconsistent; retried only when it changes.
+	Spec
+	// Conflict: the target Secret is not ours to write; retried when it or
+	// the spec changes, and slowly.
+	Conflict
+)
+
+// DefaultRefreshBefore is how long before expiry a new token must be in the
+// target Secret when the spec does not say: min(0.6·L, max(3m, L/3)), or
+// max(30s, L/10) for providers that revoke the previous token on every issue.
+func DefaultRefreshBefore(lifetime time.Duration, invalidatesPrevious bool) time.Duration {
+	if invalidatesPrevious {
+		return max(30*time.Second, lifetime/10)
+	}
+	return min(time.Duration(0.6*float64(lifetime)), max(3*time.Minute, lifetime/3))
+}
+
+// RefreshBefore is the spec's value when set, else the default, clamped
+// below the lifetime.
+func RefreshBefore(lifetime, spec time.Duration, invalidatesPrevious bool) time.Duration {
+	rb := spec
+	if rb <= 0 {
+		rb = DefaultRefreshBefore(lifetime, invalidatesPrevious)
+	}
+	return min(rb, lifetime)
+}
+
+// RefreshAt is when a token issued at issued and expiring at expires is due
+// for a refresh: refreshBefore ahead of expiry, moved earlier by jitter
+// (in [0,1)) times 10 % of the lifetime.
+func RefreshAt(issued, expires time.Time, spec time.Duration, invalidatesPrevious bool, jitter float64) time.Time {
+	lifetime := expires.Sub(issued)
+	if lifetime <= 0 {
+		return issued
+	}
+	early := RefreshBefore(lifetime, spec, invalidatesPrevious) +
+		time.Duration(clamp01(jitter)*JitterFraction*float64(lifetime))
+	at := expires.Add(-early)
+	if at.Before(issued) {
+		return issued
+	}
+	return at
+}
+
+func clamp01(f float64) float64 {
+	switch {
+	case f != f || f < 0: // NaN or negative
+		return 0
+	case f >= 1:
+		return 0.999999
+	}
+	return f
+}
