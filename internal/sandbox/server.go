@@ -1,0 +1,632 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"mime"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The token paths of the three flows.
+const (
+	// PathFlowA is flow A: GET with a client certificate signed by the
+	// sandbox CA and Basic username:password; answers 200
+	// {"access_token":"<JWT>","expires_in":"300"} with expires_in a string.
+	PathFlowA = "/api/v1/authorizations/authorize"
+	// PathFlowB is flow B: POST form grant_type=client_credentials with Basic
+	// key:secret (not URL-encoded first); answers 200
+	// {"access_token":"<JWT>","token_type":"Bearer","expires_in":600}.
+	PathFlowB = "/api/token"
+	// PathFlowC is flow C: POST JSON {"clientId","clientSecret"}; answers 201
+	// {"accessToken":"<JWT>","expiresAt":"<RFC 3339 UTC, milliseconds>"} and
+	// revokes the client's previous flow-C token.
+	PathFlowC = "/auth"
+)
+
+// Default token lifetimes, as the providers document them.
+const (
+	DefaultLifetimeA = 5 * time.Minute
+	DefaultLifetimeB = 10 * time.Minute
+	DefaultLifetimeC = 5 * time.Minute
+)
+
+// maxRequestBody bounds what the sandbox reads from a request; token
+// requests are tiny and a test server should not be a memory sink.
+const maxRequestBody = 64 << 10
+
+// closeGrace is how long Close lets in-flight answers finish before it cuts
+// connections; hung and dribbling handlers are told to stop at once.
+const closeGrace = 5 * time.Second
+
+// Options configure Start. The zero value is usable.
+type Options struct {
+	Addr      string   // listen address; default "127.0.0.1:0"
+	CA        *CA      // signs the server and client certificates; default a new CA
+	Hostnames []string // extra SANs; localhost, 127.0.0.1 and ::1 are always included
+	// Token lifetimes of flows A, B and C; defaults 5m, 10m, 5m.
+	LifetimeA, LifetimeB, LifetimeC time.Duration
+	// RequireClientCertificate makes the TLS handshake demand a client
+	// certificate signed by the CA on every path. By default a certificate
+	// is verified if given and only flow A insists, with a 401.
+	RequireClientCertificate bool
+	// Now is the clock for token issue and expiry and for throttle windows;
+	// default time.Now. TLS certificate checks always use the real clock.
+	Now func() time.Time
+	// Fallback serves requests to paths other than the token paths (404 if
+	// nil); cmd/sandbox mounts its /calls endpoint here.
+	Fallback http.Handler
+	// ErrorLog receives the HTTP server's own errors (TLS handshake
+	// failures and the like); default discard, because tests provoke them
+	// on purpose.
+	ErrorLog *log.Logger
+}
+
+// Server is a running sandbox provider. All methods are safe for concurrent
+// use.
+type Server struct {
+	URL string // https://host:port, without a trailing slash
+	CA  *CA
+
+	host     string
+	srv      *http.Server
+	now      func() time.Time
+	signKey  *ecdsa.PrivateKey
+	kid      string
+	fallback http.Handler
+
+	// closing ends when Close starts; handlers that wait select on it.
+	closing   context.Context
+	stop      context.CancelFunc
+	closeOnce sync.Once
+	serveErr  chan error
+	inflight  sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool
+	clients   map[string]string // id -> secret
+	lifetimes map[string]time.Duration
+	calls     map[string]int
+	total     int
+	perMinute int
+	retryAt   string
+	windows   map[string]*window // client IP -> current throttle window
+	faults    []queuedFault
+	currentC  map[string]issuedToken // client id -> its live flow-C token
+	revoked   map[string]int64       // jti -> exp; pruned once expired
+}
+
+type window struct {
+	start time.Time
+	count int
+}
+
+// Start listens on opts.Addr and serves the sandbox until Close.
+func Start(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ErrorLog == nil {
+		opts.ErrorLog = log.New(io.Discard, "", 0)
+	}
+	ca := opts.CA
+	if ca == nil {
+		var err error
+		if ca, err = NewCA("tokenwarden sandbox CA"); err != nil {
+			return nil, err
+		}
+	}
+	signKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate token signing key: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	host := advertisedHost(ln.Addr().(*net.TCPAddr))
+
+	sans := []string{"localhost", "127.0.0.1", "::1"}
+	for _, h := range append(slices.Clone(opts.Hostnames), hostOnly(host)) {
+		if h != "" && !slices.Contains(sans, h) {
+			sans = append(sans, h)
+		}
+	}
+	serverCert, err := ca.IssueServer(sans, time.Time{})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	clientAuth := tls.VerifyClientCertIfGiven
+	if opts.RequireClientCertificate {
+		clientAuth = tls.RequireAndVerifyClientCert
+	}
+
+	closing, stop := context.WithCancel(context.Background())
+	s := &Server{
+		URL:      "https://" + host,
+		CA:       ca,
+		host:     host,
+		now:      opts.Now,
+		signKey:  signKey,
+		kid:      randomID()[:16],
+		fallback: opts.Fallback,
+		closing:  closing,
+		stop:     stop,
+		serveErr: make(chan error, 1),
+		clients:  map[string]string{},
+		lifetimes: map[string]time.Duration{
+			"A": orDefault(opts.LifetimeA, DefaultLifetimeA),
+			"B": orDefault(opts.LifetimeB, DefaultLifetimeB),
+			"C": orDefault(opts.LifetimeC, DefaultLifetimeC),
+		},
+		calls:    map[string]int{},
+		windows:  map[string]*window{},
+		currentC: map[string]issuedToken{},
+		revoked:  map[string]int64{},
+	}
+	s.srv = &http.Server{
+		Handler: s,
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{serverCert},
+			ClientCAs:    ca.Pool(),
+			ClientAuth:   clientAuth,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          opts.ErrorLog,
+		BaseContext:       func(net.Listener) context.Context { return closing },
+		ConnContext:       withRawConn,
+	}
+	go func() { s.serveErr <- s.srv.ServeTLS(ln, "", "") }()
+	return s, nil
+}
+
+type rawConnKey struct{}
+
+// withRawConn remembers the TCP connection under a TLS one, for cutOnClose.
+func withRawConn(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	return context.WithValue(ctx, rawConnKey{}, c)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// advertisedHost turns the listener address into something a client can
+// dial and verify: an unspecified address becomes loopback.
+func advertisedHost(a *net.TCPAddr) string {
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
+
+func hostOnly(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// Host returns host:port of URL.
+func (s *Server) Host() string { return s.host }
+
+// FlowURL returns the token URL of flow "A", "B" or "C".
+func (s *Server) FlowURL(flow string) string {
+	switch normFlow(flow) {
+	case "A":
+		return s.URL + PathFlowA
+	case "B":
+		return s.URL + PathFlowB
+	case "C":
+		return s.URL + PathFlowC
+	}
+	panic(fmt.Sprintf("sandbox: unknown flow %q", flow))
+}
+
+// Close stops the server. Waiting handlers (FaultHang, FaultSlowBody,
+// FaultHugeBody) are told to stop at once; Close returns once every handler
+// has returned. It is safe to call more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
+		s.inflight.Wait()
+		<-s.serveErr
+	})
+}
+
+// AddClient registers (or re-keys) a client. The credentials are valid for
+// every flow: username/password for A, key/secret for B, clientId and
+// clientSecret for C.
+func (s *Server) AddClient(id, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clients[id] = secret
+}
+
+// RemoveClient makes id unknown, as if its credentials had been revoked.
+// Tokens already issued stay valid until they expire.
+func (s *Server) RemoveClient(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.clients, id)
+}
+
+func normFlow(flow string) string { return strings.ToUpper(strings.TrimSpace(flow)) }
+
+// SetLifetime changes the lifetime of tokens issued from now on for flow
+// "A", "B" or "C". It panics on any other flow: that is a bug in the test.
+func (s *Server) SetLifetime(flow string, d time.Duration) {
+	f := normFlow(flow)
+	if f != "A" && f != "B" && f != "C" {
+		panic(fmt.Sprintf("sandbox: SetLifetime: unknown flow %q", flow))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetimes[f] = d
+}
+
+// Calls returns how many token requests presented clientID, whether they
+// succeeded or not. Requests that presented no id count under "".
+func (s *Server) Calls(clientID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[clientID]
+}
+
+// AllCalls returns a copy of the per-client call counts.
+func (s *Server) AllCalls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// TotalCalls returns the number of requests on the token paths.
+func (s *Server) TotalCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// ResetCalls zeroes the call counters.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = map[string]int{}
+	s.total = 0
+}
+
+// SetThrottle limits token requests per client IP to perMinute in fixed
+// one-minute windows; a window starts with the first request after the
+// previous one ended (not on the wall-clock minute, so tests do not flake
+// at minute boundaries). Requests beyond the limit get 429 with
+// "Retry-After: <retryAfter>", or no Retry-After when retryAfter is "".
+// perMinute <= 0 disables throttling. Every call resets the windows.
+func (s *Server) SetThrottle(perMinute int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.perMinute = perMinute
+	s.retryAt = retryAfter
+	s.windows = map[string]*window{}
+}
+
+// Valid reports whether token was issued by this server, has not expired
+// and, for flow C, has not been replaced by a newer token for its client.
+func (s *Server) Valid(token string) bool {
+	c, err := verifyJWT(&s.signKey.PublicKey, s.kid, token)
+	if err != nil {
+		return false
+	}
+	if s.now().Unix() >= c.Expiry {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, revoked := s.revoked[c.ID]
+	return !revoked
+}
+
+// Claims returns the claims of a token this server signed, expired or not.
+func (s *Server) Claims(token string) (*Claims, error) {
+	return verifyJWT(&s.signKey.PublicKey, s.kid, token)
+}
+
+// tokenRequest is what a request presented, extracted before faults and the
+// throttle so that every request is counted under the right client.
+type tokenRequest struct {
+	flow     string
+	id       string
+	secret   string
+	hasCreds bool
+	bad      bool // malformed form or JSON
+}
+
+// ServeHTTP implements http.Handler. A token request goes through, in
+// order: call counting, the fault queue, the per-IP throttle, the method,
+// flow A's client certificate, request syntax (400) and credentials (401).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
+		return
+	}
+	// Added under mu and only while open, so Close's Wait cannot race an Add.
+	s.inflight.Add(1)
+	s.mu.Unlock()
+	defer s.inflight.Done()
+
+	var flow string
+	switch r.URL.Path {
+	case PathFlowA:
+		flow = "A"
+	case PathFlowB:
+		flow = "B"
+	case PathFlowC:
+		flow = "C"
+	default:
+		if s.fallback != nil {
+			s.fallback.ServeHTTP(w, r)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found")
+		return
+	}
+
+	// ctx ends when the client goes away or the server closes, whichever
+	// comes first; everything that waits must watch it.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.closing, cancel)()
+
+	req := parseTokenRequest(flow, r)
+	s.count(req.id)
+	normal := func(w http.ResponseWriter) { s.answer(w, r, req) }
+	if f, ok := s.nextFault(); ok {
+		s.serveFault(ctx, w, r, f, normal)
+		return
+	}
+	normal(w)
+}
+
+func parseTokenRequest(flow string, r *http.Request) tokenRequest {
+	req := tokenRequest{flow: flow}
+	r.Body = http.MaxBytesReader(nil, r.Body, maxRequestBody)
+	switch flow {
+	case "A":
+		req.id, req.secret, req.hasCreds = r.BasicAuth()
+	case "B":
+		req.id, req.secret, req.hasCreds = r.BasicAuth()
+		// ParseForm reads the body only for a form Content-Type, so a JSON
+		// or missing Content-Type ends up without grant_type: a 400.
+		if r.Method == http.MethodPost {
+			if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") == "" {
+				req.bad = true
+			}
+		}
+	case "C":
+		if r.Method != http.MethodPost {
+			return req
+		}
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		body, err := io.ReadAll(r.Body)
+		var creds struct {
+			ClientID     *string `json:"clientId"`
+			ClientSecret *string `json:"clientSecret"`
+		}
+		if err != nil || json.Unmarshal(body, &creds) != nil {
+			req.bad = true
+			return req
+		}
+		if creds.ClientID != nil {
+			req.id = *creds.ClientID
+		}
+		if mt != "application/json" || creds.ClientID == nil || creds.ClientSecret == nil {
+			req.bad = true
+			return req
+		}
+		req.secret, req.hasCreds = *creds.ClientSecret, true
+	}
+	return req
+}
+
+func (s *Server) count(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[id]++
+	s.total++
+}
+
+// throttled records a request from ip and reports whether it is over the
+// limit, with the Retry-After value to send.
+func (s *Server) throttled(ip string) (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perMinute <= 0 {
+		return false, ""
+	}
+	now := s.now()
+	win := s.windows[ip]
+	if win == nil || !now.Before(win.start.Add(time.Minute)) {
+		win = &window{start: now}
+		s.windows[ip] = win
+	}
+	win.count++
+	return win.count > s.perMinute, s.retryAt
+}
+
+// answer is the provider's normal behaviour, without faults.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, req tokenRequest) {
+	ip := hostOnly(r.RemoteAddr)
+	if over, retryAfter := s.throttled(ip); over {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		writeError(w, http.StatusTooManyRequests, "too_many_requests")
+		return
+	}
+
+	method := http.MethodPost
+	if req.flow == "A" {
+		method = http.MethodGet
+	}
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request")
+		return
+	}
+
+	if req.flow == "A" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		writeError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	if req.bad {
+		writeError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	if req.flow == "B" && r.PostForm.Get("grant_type") != "client_credentials" {
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type")
+		return
+	}
+	if !s.authenticate(req) {
+		if req.flow != "C" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="sandbox"`)
+		}
+		writeError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+
+	token, issued, lifetime, err := s.issue(req.flow, req.id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "server_error")
+		return
+	}
+	// RFC 6749 §5.1: token responses must not be cached.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	switch req.flow {
+	case "A":
+		writeJSON(w, http.StatusOK, struct {
+			AccessToken string `json:"access_token"`
+			ExpiresIn   string `json:"expires_in"`
+		}{token, strconv.FormatInt(int64(lifetime/time.Second), 10)})
+	case "B":
+		writeJSON(w, http.StatusOK, struct {
+			AccessToken string `json:"access_token"`
+			TokenType   string `json:"token_type"`
+			ExpiresIn   int64  `json:"expires_in"`
+		}{token, "Bearer", int64(lifetime / time.Second)})
+	case "C":
+		writeJSON(w, http.StatusCreated, struct {
+			AccessToken string `json:"accessToken"`
+			ExpiresAt   string `json:"expiresAt"`
+		}{token, formatExpiresAt(issued.Add(lifetime))})
+	}
+}
+
+func (s *Server) authenticate(req tokenRequest) bool {
+	if !req.hasCreds {
+		return false
+	}
+	s.mu.Lock()
+	secret, ok := s.clients[req.id]
+	s.mu.Unlock()
+	return ok && subtle.ConstantTimeCompare([]byte(secret), []byte(req.secret)) == 1
+}
+
+// issue mints a token for id and, for flow C, revokes the client's previous
+// flow-C token.
+func (s *Server) issue(flow, id string) (token string, issued time.Time, lifetime time.Duration, err error) {
+	s.mu.Lock()
+	lifetime = s.lifetimes[flow]
+	s.mu.Unlock()
+	issued = s.now()
+	claims := Claims{
+		Issuer:   s.URL,
+		Subject:  id,
+		IssuedAt: issued.Unix(),
+		Expiry:   issued.Add(lifetime).Unix(),
+		ID:       randomID(),
+	}
+	token, err = signJWT(s.signKey, s.kid, claims)
+	if err != nil {
+		return "", time.Time{}, 0, err
+	}
+	if flow == "C" {
+		s.mu.Lock()
+		now := issued.Unix()
+		for jti, exp := range s.revoked {
+			if exp <= now {
+				delete(s.revoked, jti)
+			}
+		}
+		if prev, ok := s.currentC[id]; ok {
+			s.revoked[prev.jti] = prev.exp
+		}
+		s.currentC[id] = issuedToken{jti: claims.ID, exp: claims.Expiry}
+		s.mu.Unlock()
+	}
+	return token, issued, lifetime, nil
+}
+
+type issuedToken struct {
+	jti string
+	exp int64
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeError answers {"error":code}, the RFC 6749 §5.2 shape.
+func writeError(w http.ResponseWriter, status int, code string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{code})
+}
