@@ -1,0 +1,232 @@
+// Command sandbox runs the sandbox token provider standalone, for trying
+// the operator against a local "payment provider" by hand or from scripts.
+//
+//	sandbox --client demo:s3cret --out ./sandbox-certs
+//
+// It serves flows A, B and C (see internal/sandbox) over TLS, writes the CA
+// and per-client certificates to --out, and answers GET /calls with the
+// per-client request counts so tooling can check how often the operator
+// asked for a token.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox:", err)
+		os.Exit(1)
+	}
+}
+
+// client is one --client id:secret.
+type client struct{ id, secret string }
+
+type clientFlag []client
+
+func (c *clientFlag) String() string {
+	ids := make([]string, len(*c))
+	for i, cl := range *c {
+		ids[i] = cl.id // never echo secrets, not even in --help defaults
+	}
+	return strings.Join(ids, ",")
+}
+
+func (c *clientFlag) Set(v string) error {
+	id, secret, ok := strings.Cut(v, ":")
+	if !ok || id == "" || secret == "" {
+		return errors.New("want id:secret")
+	}
+	*c = append(*c, client{id, secret})
+	return nil
+}
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+// safeID keeps client ids usable as file names under --out.
+var safeID = regexp.MustCompile(`^[A-Za-z0-9_@-][A-Za-z0-9._@-]*$`)
+
+// run is main without the process: it serves until ctx ends. started, if
+// not nil, is called with the running server (tests use it).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, started func(*sandbox.Server)) error {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var clients clientFlag
+	var hostnames stringsFlag
+	addr := fs.String("addr", "127.0.0.1:8443", "listen address")
+	fs.Var(&clients, "client", "client credentials `id:secret`, valid for every flow (repeatable)")
+	fs.Var(&hostnames, "hostname", "extra DNS name or IP for the server certificate (repeatable); localhost, 127.0.0.1 and ::1 are always included")
+	lifeA := fs.Duration("lifetime-a", sandbox.DefaultLifetimeA, "token lifetime of flow A")
+	lifeB := fs.Duration("lifetime-b", sandbox.DefaultLifetimeB, "token lifetime of flow B")
+	lifeC := fs.Duration("lifetime-c", sandbox.DefaultLifetimeC, "token lifetime of flow C")
+	perMinute := fs.Int("throttle-per-minute", 0, "token requests allowed per client IP and minute before 429 (0 = unlimited)")
+	retryAfter := fs.String("retry-after", "", "Retry-After value sent with 429 (seconds or an HTTP-date; empty = no header)")
+	out := fs.String("out", "", "directory to write ca.crt and, per client, <id>.crt, <id>.key and <id>.p12")
+	passphrase := fs.String("p12-passphrase", "changeit", "passphrase of the <id>.p12 files")
+	legacy := fs.Bool("p12-legacy", false, "encode <id>.p12 with legacy 3DES/SHA-1 instead of AES/SHA-256")
+	rsaKeys := fs.Bool("rsa", false, "issue RSA-2048 client keys instead of ECDSA P-256")
+	requireCert := fs.Bool("require-client-certificate", false, "demand a client certificate in the TLS handshake on every path, not only flow A")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *out != "" {
+		for _, c := range clients {
+			if !safeID.MatchString(c.id) {
+				return fmt.Errorf("client id %q cannot be used as a file name under --out", c.id)
+			}
+		}
+	}
+
+	ca, err := sandbox.NewCA("tokenwarden sandbox CA")
+	if err != nil {
+		return err
+	}
+	// The /calls handler is mounted before the server exists; it answers 503
+	// in the instant between listening and Start returning.
+	var current atomic.Pointer[sandbox.Server]
+	srv, err := sandbox.Start(sandbox.Options{
+		Addr:                     *addr,
+		CA:                       ca,
+		Hostnames:                hostnames,
+		RequireClientCertificate: *requireCert,
+		Fallback:                 callsHandler(&current),
+		ErrorLog:                 log.New(stderr, "sandbox: ", log.LstdFlags),
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	current.Store(srv)
+	// SetLifetime rather than Options so that an explicit 0 means 0, not
+	// "default".
+	srv.SetLifetime("A", *lifeA)
+	srv.SetLifetime("B", *lifeB)
+	srv.SetLifetime("C", *lifeC)
+	srv.SetThrottle(*perMinute, *retryAfter)
+	for _, c := range clients {
+		srv.AddClient(c.id, c.secret)
+	}
+
+	if *out != "" {
+		keyType := sandbox.KeyECDSA
+		if *rsaKeys {
+			keyType = sandbox.KeyRSA
+		}
+		if err := writeFiles(*out, ca, clients, keyType, *passphrase, *legacy); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stdout, "sandbox token provider on %s\n", srv.URL)
+	fmt.Fprintf(stdout, "  flow A  GET   %s   (client certificate + Basic username:password)\n", srv.FlowURL("A"))
+	fmt.Fprintf(stdout, "  flow B  POST  %s   (Basic key:secret, grant_type=client_credentials)\n", srv.FlowURL("B"))
+	fmt.Fprintf(stdout, "  flow C  POST  %s   (JSON clientId/clientSecret)\n", srv.FlowURL("C"))
+	fmt.Fprintf(stdout, "  calls   GET   %s/calls\n", srv.URL)
+	if len(clients) == 0 {
+		fmt.Fprintln(stdout, "no --client given: every token request will be rejected")
+	}
+	if *out != "" {
+		fmt.Fprintf(stdout, "CA certificate and client certificates in %s\n", *out)
+	} else {
+		fmt.Fprintf(stdout, "no --out given; CA certificate:\n%s", ca.CertPEM)
+	}
+	if started != nil {
+		started(srv)
+	}
+
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	srv.Close()
+	return nil
+}
+
+func callsHandler(current *atomic.Pointer[sandbox.Server]) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
+		srv := current.Load()
+		if srv == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(srv.AllCalls())
+	})
+	return mux
+}
+
+// writeFiles writes the CA certificate and a fresh client certificate per
+// client. Keys and bundles are 0600: they are credentials even here, and
+// users copy them into Secrets.
+func writeFiles(dir string, ca *sandbox.CA, clients []client, keyType sandbox.KeyType, passphrase string, legacy bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "ca.crt"), ca.CertPEM, 0o644); err != nil {
+		return err
+	}
+	for _, c := range clients {
+		cc, err := ca.IssueClient(c.id, keyType, time.Time{}, time.Time{})
+		if err != nil {
+			return err
+		}
+		pfx, err := cc.PKCS12(passphrase, legacy)
+		if err != nil {
+			return err
+		}
+		for name, f := range map[string]struct {
+			data []byte
+			mode os.FileMode
+		}{
+			c.id + ".crt": {cc.CertPEM, 0o644},
+			c.id + ".key": {cc.KeyPEM, 0o600},
+			c.id + ".p12": {pfx, 0o600},
+		} {
+			if err := writeFile(filepath.Join(dir, name), f.data, f.mode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeFile is os.WriteFile that also tightens the mode of an existing file,
+// which os.WriteFile leaves as it was.
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.WriteFile(path, data, mode); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
+}
