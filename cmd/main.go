@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 
@@ -13,21 +14,19 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/controller"
 )
 
 var scheme = runtime.NewScheme()
-
-// notYet marks flags that are accepted but not used until token requests are
-// wired into the manager, so that --help does not promise more than it does.
-const notYet = " (not yet in effect: this build runs no controller)"
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -61,11 +60,11 @@ func main() {
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (a namespaced install); empty watches all namespaces.")
 	flag.BoolVar(&o.allowPrivateNetworks, "allow-private-networks", false,
-		"Allow token endpoints on loopback, link-local and private addresses (in-cluster providers, local tests)."+notYet)
+		"Allow token endpoints on loopback, link-local and private addresses (in-cluster providers, local tests).")
 	flag.StringVar(&o.allowedHosts, "allowed-hosts", "",
-		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host."+notYet)
+		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host.")
 	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", 120,
-		"Token requests per minute allowed to one token host, shared by all APICredentials."+notYet)
+		"Token requests per minute allowed to one token host, shared by all APICredentials.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 as well (off because of the HTTP/2 rapid reset CVEs).")
 	zapOpts := zap.Options{}
@@ -93,14 +92,6 @@ func run(o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	cacheOpts := cache.Options{}
-	if ns := splitList(o.watchNamespaces); len(ns) > 0 {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, n := range ns {
-			cacheOpts.DefaultNamespaces[n] = cache.Config{}
-		}
-	}
-
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -109,10 +100,27 @@ func run(o options) error {
 		LeaderElectionID:              "tokenwarden.auth.tokenwarden.io",
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOpts,
+		Cache:                         controller.CacheOptions(splitList(o.watchNamespaces)),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	tokens := auth.NewClient(auth.Options{
+		AllowPrivateNetworks:  o.allowPrivateNetworks,
+		AllowedHosts:          splitList(o.allowedHosts),
+		HostRequestsPerMinute: o.hostRequestsPerMinute,
+	})
+	ctx := ctrl.SetupSignalHandler()
+	if err := (&controller.APICredentialReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Clock:     clock.RealClock{},
+		Tokens:    tokens,
+		Recorder:  mgr.GetEventRecorder("tokenwarden"),
+		Rand:      rand.Float64,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the APICredential controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
@@ -121,7 +129,7 @@ func run(o options) error {
 		return fmt.Errorf("adding ready check: %w", err)
 	}
 	ctrl.Log.Info("Starting manager")
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }
 
 func splitList(s string) []string {

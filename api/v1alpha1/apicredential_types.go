@@ -411,6 +411,16 @@ type APICredentialStatus struct {
 	// NextRefreshTime is when tokenwarden plans its next provider call.
 	// +optional
 	NextRefreshTime *metav1.Time `json:"nextRefreshTime,omitempty"`
+	// LastAttemptTime is when tokenwarden last asked the provider for a
+	// token, whatever the outcome.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// ObservedInputs fingerprints the spec generation and the versions (not
+	// the contents) of the referenced Secrets at the last attempt. When they
+	// change, for example after a password rotation, a new token is
+	// requested at once.
+	// +optional
+	ObservedInputs string `json:"observedInputs,omitempty"`
 	// ConsecutiveFailures counts failed attempts since the last success.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`

@@ -137,6 +137,10 @@ func (in *APICredentialStatus) DeepCopyInto(out *APICredentialStatus) {
 		in, out := &in.NextRefreshTime, &out.NextRefreshTime
 		*out = (*in).DeepCopy()
 	}
+	if in.LastAttemptTime != nil {
+		in, out := &in.LastAttemptTime, &out.LastAttemptTime
+		*out = (*in).DeepCopy()
+	}
 	if in.ClientCertificateExpiresAt != nil {
 		in, out := &in.ClientCertificateExpiresAt, &out.ClientCertificateExpiresAt
 		*out = (*in).DeepCopy()

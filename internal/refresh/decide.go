@@ -88,12 +88,26 @@ func Decide(in Input) Decision {
 	}
 	at := latest(due, in.HostCooldownUntil)
 	if !in.LastAttempt.IsZero() {
-		at = latest(at, in.LastAttempt.Add(Floor))
+		at = latest(at, in.LastAttempt.Add(MinInterval(in.Token, in.LastAttempt)))
 	}
 	if !at.After(in.Now) {
 		return Decision{Action: Refresh, At: in.Now}
 	}
 	return Decision{Action: Wait, At: at}
+}
+
+// MinInterval is the shortest time between two provider calls of one
+// credential: Floor (10 s), or half the lifetime of the token that the last
+// call produced when that is shorter. A provider that hands out 6 s tokens
+// must be asked every few seconds or pods hold expired tokens; a credential
+// whose last call failed, or whose refreshBefore is at least the lifetime,
+// still cannot loop faster than every Floor, or half a lifetime.
+func MinInterval(token Token, lastAttempt time.Time) time.Duration {
+	lifetime := token.ExpiresAt.Sub(token.IssuedAt)
+	if lifetime > 0 && !token.IssuedAt.Before(lastAttempt) {
+		return min(Floor, lifetime/2)
+	}
+	return Floor
 }
 
 // Failure describes a failed attempt, for RetryAfterFailure.

@@ -1,0 +1,577 @@
+// Package controller turns APICredentials into fresh tokens in target
+// Secrets: load, decide (internal/refresh), act (internal/auth), record.
+package controller
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/refresh"
+)
+
+// Event reasons.
+const (
+	EventTokenRefreshed                = "TokenRefreshed"
+	EventRefreshFailed                 = "RefreshFailed"
+	EventRateLimited                   = "RateLimited"
+	EventTargetConflict                = "TargetConflict"
+	EventTokenExpiringSoon             = "TokenExpiringSoon"
+	EventClientCertificateExpiringSoon = "ClientCertificateExpiringSoon"
+)
+
+// CertificateWarning is how long before a client certificate's expiry
+// tokenwarden warns.
+const CertificateWarning = 30 * 24 * time.Hour
+
+// secretRefIndex indexes APICredentials by every Secret name they read or
+// write, to map a Secret event back to the APICredentials concerned.
+const secretRefIndex = ".spec.secretNames"
+
+// TokenClient is what the reconciler needs of internal/auth.
+type TokenClient interface {
+	Fetch(ctx context.Context, r auth.Request) (auth.Token, error)
+	CooldownUntil(host string) time.Time
+}
+
+// APICredentialReconciler keeps the token of each APICredential fresh.
+type APICredentialReconciler struct {
+	// Client reads from the manager's cache (APICredentials, owned Secrets,
+	// metadata of all Secrets) and writes to the API server.
+	Client client.Client
+	// APIReader reads source Secrets and ConfigMaps from the API server,
+	// only when a token is requested, so that they are never cached.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Clock     clock.PassiveClock
+	Tokens    TokenClient
+	Recorder  events.EventRecorder
+	// Rand returns values in [0,1) for backoff jitter.
+	Rand func() float64
+
+	mu sync.Mutex
+	// minted holds the last token minted per APICredential, so that a
+	// failed write, or a deleted target Secret, is mended with the same
+	// token instead of a second provider call.
+	minted map[types.NamespacedName]mintedFor
+	// certWarned remembers the certificate expiry already warned about.
+	certWarned map[types.NamespacedName]time.Time
+}
+
+type mintedFor struct {
+	uid types.UID
+	minted
+}
+
+// SetupWithManager registers the controller, its watches and its index.
+func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &authv1alpha1.APICredential{}, secretRefIndex,
+		func(o client.Object) []string {
+			c := o.(*authv1alpha1.APICredential)
+			return append(referencedSecrets(&c.Spec), string(c.Spec.Target.SecretName))
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("apicredential").
+		For(&authv1alpha1.APICredential{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		// Source Secrets, and foreign Secrets squatting a target name, are
+		// watched as metadata only: tokenwarden never caches their data.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.credentialsForSecret)).
+		Complete(r)
+}
+
+func (r *APICredentialReconciler) credentialsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list authv1alpha1.APICredentialList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing APICredentials for a Secret", "secret", client.ObjectKeyFromObject(o))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, c := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return out
+}
+
+// pass is one reconcile of one APICredential: what was loaded and the status
+// being built, written once at the end.
+type pass struct {
+	cred   *authv1alpha1.APICredential
+	now    time.Time
+	status authv1alpha1.APICredentialStatus
+	// token is the token in the target Secret once the pass is done.
+	token refresh.Token
+	// wake is when the next pass must run (zero: only on a change).
+	wake time.Time
+}
+
+func (p *pass) wakeAt(t time.Time) {
+	if t.IsZero() || !t.After(p.now) {
+		return
+	}
+	if p.wake.IsZero() || t.Before(p.wake) {
+		p.wake = t
+	}
+}
+
+func (p *pass) result() ctrl.Result {
+	if p.wake.IsZero() {
+		return ctrl.Result{}
+	}
+	return ctrl.Result{RequeueAfter: p.wake.Sub(p.now)}
+}
+
+// Reconcile loads the APICredential, decides, acts, and records the outcome
+// in one status write, made only when something changed.
+func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	cred := &authv1alpha1.APICredential{}
+	if err := r.Client.Get(ctx, req.NamespacedName, cred); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !cred.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	p := &pass{cred: cred, now: r.Clock.Now(), status: *cred.Status.DeepCopy()}
+	err := r.run(ctx, p)
+	p.finish()
+	if serr := r.writeStatus(ctx, cred, p.status); serr != nil {
+		return ctrl.Result{}, errors.Join(err, serr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return p.result(), nil
+}
+
+func (r *APICredentialReconciler) run(ctx context.Context, p *pass) error {
+	cred := p.cred
+	t, err := r.loadTarget(ctx, cred)
+	if err != nil {
+		return err
+	}
+	if t.conflict != nil {
+		r.localFailure(p, t.conflict, EventTargetConflict)
+		p.wakeAt(p.now.Add(refresh.SlowRetry))
+		return nil
+	}
+	p.token = t.token
+	if cred.Spec.Suspend {
+		p.status.NextRefreshTime = nil
+		setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonSuspended,
+			"spec.suspend is true: no provider calls and no writes")
+		return nil
+	}
+	inputs, missing, err := r.inputsVersion(ctx, cred)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		r.localFailure(p, problemf(authv1alpha1.ReasonSourceSecretMissing,
+			"referenced Secret %q not found", missing[0]), EventRefreshFailed)
+		p.status.NextRefreshTime = nil
+		return nil
+	}
+	if cred.Spec.Static != nil {
+		return r.syncStatic(ctx, p, t, inputs)
+	}
+	// A token minted earlier but not in the target Secret (its write failed,
+	// or someone deleted the Secret) is written again, never asked for twice.
+	if m, ok := r.lastMinted(cred); ok && m.inputs == inputs && m.state().Valid(p.now) && !t.holds(m.minted) {
+		if err := r.writeTarget(ctx, cred, t.secret, m.minted); err != nil {
+			return r.writeFailed(p, err)
+		}
+		p.token = m.state()
+		r.schedule(p, m.minted)
+		return nil
+	}
+	return r.decide(ctx, p, t, inputs)
+}
+
+// decide asks internal/refresh what to do and does it.
+func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target, inputs string) error {
+	cred := p.cred
+	tr := cred.Spec.TokenRequest
+	host, err := auth.HostOf(tr.URL)
+	if err != nil {
+		r.localFailure(p, problemf(authv1alpha1.ReasonInvalidSpec, "spec.tokenRequest.url: %v", err), EventRefreshFailed)
+		return nil
+	}
+	last := p.status.ObservedInputs
+	if last == "" {
+		last = t.inputs
+	}
+	requested := cred.Annotations[authv1alpha1.AnnotationRefreshRequestedAt]
+	in := refresh.Input{
+		Now:                 p.now,
+		Token:               p.token,
+		Changed:             inputs != last || requested != p.status.LastHandledRefreshRequest,
+		RefreshBefore:       refreshBeforeSpec(cred),
+		InvalidatesPrevious: tr.InvalidatesPrevious,
+		Jitter:              jitter(cred.UID, p.token.IssuedAt),
+		LastFailure:         failureClass(p.status),
+		LastAttempt:         timeOf(p.status.LastAttemptTime),
+		HostCooldownUntil:   r.Tokens.CooldownUntil(host),
+	}
+	if p.status.ConsecutiveFailures > 0 {
+		in.RetryAt = timeOf(p.status.NextRefreshTime)
+	}
+	d := refresh.Decide(in)
+	switch d.Action {
+	case refresh.Hold:
+		p.status.NextRefreshTime = nil
+		return nil
+	case refresh.Wait:
+		p.status.NextRefreshTime = metaTime(d.At)
+		p.wakeAt(d.At)
+		return nil
+	}
+	return r.refresh(ctx, p, t, inputs, host)
+}
+
+// refresh requests a new token and writes it.
+func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target, inputs, host string) error {
+	cred := p.cred
+	log := logf.FromContext(ctx)
+	if err := checkTemplates(&cred.Spec.Target); err != nil {
+		return r.attemptFailed(p, err, inputs)
+	}
+	res, err := r.resolve(ctx, cred, p.now)
+	if res != nil && !res.certNotAfter.IsZero() {
+		p.status.ClientCertificateExpiresAt = metaTime(res.certNotAfter)
+		r.warnCertificate(p, res.certNotAfter)
+	}
+	if err != nil {
+		return r.attemptFailed(p, err, inputs)
+	}
+	tok, err := r.Tokens.Fetch(ctx, res.request)
+	var rl *auth.RateLimitedError
+	if errors.As(err, &rl) && rl.Local {
+		// Our own per-host budget held the call back; the provider saw
+		// nothing, so this is not a failed attempt.
+		at := p.now.Add(max(rl.RetryAfter, time.Second))
+		p.status.NextRefreshTime = metaTime(at)
+		p.wakeAt(at)
+		return nil
+	}
+	p.status.LastAttemptTime = metaTime(p.now)
+	if err != nil {
+		log.Info("Token request failed", "host", host, "class", auth.ClassOf(err), "error", err.Error())
+		return r.attemptFailed(p, err, inputs)
+	}
+	m := minted{
+		token:         tok.Value,
+		authorization: "Bearer " + tok.Value,
+		issuedAt:      tok.IssuedAt.Truncate(time.Second),
+		expiresAt:     tok.ExpiresAt.Truncate(time.Second),
+		inputs:        inputs,
+	}
+	r.remember(cred, m)
+	r.attemptDone(p, inputs)
+	if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
+		return r.writeFailed(p, err)
+	}
+	p.token = m.state()
+	p.status.LastRefreshTime = metaTime(m.issuedAt)
+	r.event(cred, corev1.EventTypeNormal, EventTokenRefreshed, "Refresh",
+		"New token written to Secret %s, valid until %s", cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
+	log.Info("Token refreshed", "secret", cred.Spec.Target.SecretName, "expiresAt", m.expiresAt.UTC().Format(time.RFC3339))
+	r.schedule(p, m)
+	return nil
+}
+
+// schedule records a good token in status and plans its refresh.
+func (r *APICredentialReconciler) schedule(p *pass, m minted) {
+	tr := p.cred.Spec.TokenRequest
+	at := refresh.RefreshAt(m.issuedAt, m.expiresAt, refreshBeforeSpec(p.cred), tr.InvalidatesPrevious, jitter(p.cred.UID, m.issuedAt))
+	at = latest(at, m.issuedAt.Add(refresh.MinInterval(m.state(), m.issuedAt)))
+	p.status.ConsecutiveFailures = 0
+	p.status.NextRefreshTime = metaTime(at)
+	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonRefreshSucceeded, "The last token request succeeded")
+	p.wakeAt(at)
+}
+
+// attemptDone records that the current inputs and refresh request were acted
+// on, so that neither triggers another call.
+func (r *APICredentialReconciler) attemptDone(p *pass, inputs string) {
+	p.status.ObservedInputs = inputs
+	p.status.LastHandledRefreshRequest = p.cred.Annotations[authv1alpha1.AnnotationRefreshRequestedAt]
+}
+
+// attemptFailed records a failed refresh attempt (local or at the provider)
+// and plans the retry per the failure class.
+func (r *APICredentialReconciler) attemptFailed(p *pass, err error, inputs string) error {
+	reason, class := classify(err)
+	if reason == "" {
+		return err // an API server error: let the workqueue retry
+	}
+	r.attemptDone(p, inputs)
+	p.status.ConsecutiveFailures++
+	var cooldown time.Duration
+	var rl *auth.RateLimitedError
+	if errors.As(err, &rl) {
+		cooldown = rl.RetryAfter
+	}
+	next := refresh.NextAttempt(refresh.Failure{Class: class, Attempt: int(p.status.ConsecutiveFailures), Cooldown: cooldown},
+		p.now, p.token, r.rand())
+	p.status.NextRefreshTime = metaTime(next)
+	p.wakeAt(next)
+	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, err.Error())
+	evReason := EventRefreshFailed
+	if class == refresh.RateLimited {
+		evReason = EventRateLimited
+	}
+	r.event(p.cred, corev1.EventTypeWarning, evReason, "Refresh", "%s", err.Error())
+	return nil
+}
+
+// writeFailed handles a failed write of the target Secret: a conflict of
+// ownership is recorded; anything else is retried by the workqueue, and the
+// token minted for it is written then (see lastMinted).
+func (r *APICredentialReconciler) writeFailed(p *pass, err error) error {
+	var pr *problem
+	if errors.As(err, &pr) {
+		r.localFailure(p, pr, EventTargetConflict)
+		return nil
+	}
+	return err
+}
+
+// localFailure records a problem found without calling the provider. The
+// event is emitted only when the Degraded reason changes, so a credential
+// waiting for a fix does not repeat itself.
+func (r *APICredentialReconciler) localFailure(p *pass, pr *problem, eventReason string) {
+	prev := meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionDegraded)
+	if prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != pr.reason {
+		if pr.reason != authv1alpha1.ReasonTargetConflict && eventReason == EventTargetConflict {
+			eventReason = EventRefreshFailed
+		}
+		r.event(p.cred, corev1.EventTypeWarning, eventReason, "Refresh", "%s", pr.message)
+	}
+	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, pr.reason, pr.message)
+}
+
+// finish sets Ready from the token in the target Secret and the summary
+// fields every pass shares.
+func (p *pass) finish() {
+	p.status.ObservedGeneration = p.cred.Generation
+	staticNoExpiry := p.cred.Spec.Static != nil && !p.token.IssuedAt.IsZero() && p.token.ExpiresAt.IsZero()
+	switch {
+	case staticNoExpiry:
+		p.status.TokenExpiresAt = nil
+		setCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonTokenValid,
+			"The target Secret holds the static token; it has no expiry")
+	case p.token.Valid(p.now):
+		p.status.TokenExpiresAt = metaTime(p.token.ExpiresAt)
+		setCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonTokenValid,
+			"The target Secret holds a token valid until "+p.token.ExpiresAt.UTC().Format(time.RFC3339))
+		p.wakeAt(p.token.ExpiresAt)
+	case !p.token.ExpiresAt.IsZero():
+		p.status.TokenExpiresAt = metaTime(p.token.ExpiresAt)
+		setCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonTokenExpired,
+			"The token in the target Secret expired at "+p.token.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		setCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotIssued,
+			"No token has been written to the target Secret yet")
+	}
+	if p.cred.Spec.Suspend {
+		p.status.Reason = authv1alpha1.ReasonSuspended
+	} else if d := meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionDegraded); d != nil && d.Status == metav1.ConditionTrue {
+		p.status.Reason = d.Reason
+	} else {
+		p.status.Reason = meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionReady).Reason
+	}
+}
+
+func setCondition(p *pass, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&p.status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: p.cred.Generation,
+		// Kept by SetStatusCondition unless the status flips; set here so
+		// that time comes from the injected clock.
+		LastTransitionTime: metav1.NewTime(p.now),
+	})
+}
+
+// writeStatus writes status once, and only when it changed.
+func (r *APICredentialReconciler) writeStatus(ctx context.Context, cred *authv1alpha1.APICredential, status authv1alpha1.APICredentialStatus) error {
+	if equality.Semantic.DeepEqual(cred.Status, status) {
+		return nil
+	}
+	patch := client.MergeFrom(cred.DeepCopy())
+	cred.Status = status
+	return r.Client.Status().Patch(ctx, cred, patch)
+}
+
+// classify maps an error to a condition reason and a retry class; "" for
+// errors that are not about the credential (API server trouble).
+func classify(err error) (string, refresh.Class) {
+	var pr *problem
+	if errors.As(err, &pr) {
+		switch pr.reason {
+		case authv1alpha1.ReasonInvalidSpec:
+			return pr.reason, refresh.Spec
+		case authv1alpha1.ReasonTargetConflict:
+			return pr.reason, refresh.Conflict
+		}
+		return pr.reason, refresh.Credentials
+	}
+	switch auth.ClassOf(err) {
+	case auth.ClassRateLimited:
+		return authv1alpha1.ReasonRateLimited, refresh.RateLimited
+	case auth.ClassTransient:
+		return authv1alpha1.ReasonProviderUnavailable, refresh.Transient
+	case auth.ClassInvalidResponse:
+		return authv1alpha1.ReasonInvalidResponse, refresh.Transient
+	case auth.ClassInvalidCredentials:
+		return authv1alpha1.ReasonInvalidCredentials, refresh.Credentials
+	case auth.ClassClientCertificate:
+		return authv1alpha1.ReasonInvalidClientCertificate, refresh.Credentials
+	case auth.ClassConfiguration:
+		return authv1alpha1.ReasonInvalidSpec, refresh.Spec
+	}
+	return "", refresh.None
+}
+
+// failureClass reads the retry class of the last failure from status.
+func failureClass(s authv1alpha1.APICredentialStatus) refresh.Class {
+	d := meta.FindStatusCondition(s.Conditions, authv1alpha1.ConditionDegraded)
+	if s.ConsecutiveFailures == 0 || d == nil || d.Status != metav1.ConditionTrue {
+		return refresh.None
+	}
+	switch d.Reason {
+	case authv1alpha1.ReasonRateLimited:
+		return refresh.RateLimited
+	case authv1alpha1.ReasonProviderUnavailable, authv1alpha1.ReasonInvalidResponse:
+		return refresh.Transient
+	case authv1alpha1.ReasonInvalidSpec:
+		return refresh.Spec
+	case authv1alpha1.ReasonTargetConflict:
+		return refresh.Conflict
+	}
+	return refresh.Credentials
+}
+
+func refreshBeforeSpec(cred *authv1alpha1.APICredential) time.Duration {
+	if r := cred.Spec.Refresh; r != nil && r.RefreshBefore != nil {
+		return r.RefreshBefore.Duration
+	}
+	return 0
+}
+
+// jitter is a stable value in [0,1) per credential and token, so that every
+// pass computes the same refresh time for the same token while a fleet of
+// credentials spreads out.
+func jitter(uid types.UID, issued time.Time) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	_, _ = h.Write([]byte(issued.UTC().Format(time.RFC3339)))
+	return float64(h.Sum64()>>11) / float64(1<<53)
+}
+
+func (r *APICredentialReconciler) rand() float64 {
+	if r.Rand == nil {
+		return 0.5
+	}
+	return r.Rand()
+}
+
+func (r *APICredentialReconciler) event(cred *authv1alpha1.APICredential, typ, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(cred, nil, typ, reason, action, note, args...)
+	}
+}
+
+func (r *APICredentialReconciler) warnCertificate(p *pass, notAfter time.Time) {
+	if notAfter.Sub(p.now) > CertificateWarning {
+		return
+	}
+	key := client.ObjectKeyFromObject(p.cred)
+	r.mu.Lock()
+	warned := r.certWarned[key].Equal(notAfter)
+	if !warned {
+		if r.certWarned == nil {
+			r.certWarned = map[types.NamespacedName]time.Time{}
+		}
+		r.certWarned[key] = notAfter
+	}
+	r.mu.Unlock()
+	if !warned {
+		r.event(p.cred, corev1.EventTypeWarning, EventClientCertificateExpiringSoon, "Refresh",
+			"The client certificate in Secret %s expires at %s", p.cred.Spec.TokenRequest.ClientCertificate.SecretName,
+			notAfter.UTC().Format(time.RFC3339))
+	}
+}
+
+func (r *APICredentialReconciler) remember(cred *authv1alpha1.APICredential, m minted) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.minted == nil {
+		r.minted = map[types.NamespacedName]mintedFor{}
+	}
+	r.minted[client.ObjectKeyFromObject(cred)] = mintedFor{uid: cred.UID, minted: m}
+}
+
+func (r *APICredentialReconciler) lastMinted(cred *authv1alpha1.APICredential) (mintedFor, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.minted[client.ObjectKeyFromObject(cred)]
+	return m, ok && m.uid == cred.UID
+}
+
+func (r *APICredentialReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.minted, key)
+	delete(r.certWarned, key)
+}
+
+func metaTime(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t.Truncate(time.Second))
+	return &mt
+}
+
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

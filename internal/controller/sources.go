@@ -1,0 +1,252 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/auth"
+)
+
+// problem is a failure found before any provider call. Its message names
+// fields, Secrets and keys, never values.
+type problem struct {
+	reason  string
+	message string
+}
+
+func (p *problem) Error() string { return p.message }
+
+func problemf(reason, format string, args ...any) *problem {
+	return &problem{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// referencedSecrets lists, sorted and once each, the Secrets a spec reads.
+func referencedSecrets(spec *authv1alpha1.APICredentialSpec) []string {
+	var names []string
+	add := func(n authv1alpha1.SecretName) {
+		if n != "" {
+			names = append(names, string(n))
+		}
+	}
+	if s := spec.Static; s != nil {
+		add(s.SecretName)
+	}
+	if tr := spec.TokenRequest; tr != nil {
+		if tr.BasicAuth != nil {
+			add(tr.BasicAuth.SecretName)
+		}
+		if tr.ClientCertificate != nil {
+			add(tr.ClientCertificate.SecretName)
+		}
+		if tr.CABundle != nil && tr.CABundle.SecretName != nil {
+			add(*tr.CABundle.SecretName)
+		}
+		for _, list := range [][]authv1alpha1.Parameter{tr.Form, tr.JSON, tr.Headers} {
+			for _, p := range list {
+				if p.ValueFrom != nil {
+					add(p.ValueFrom.SecretKeyRef.Name)
+				}
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// inputsVersion fingerprints what a token is minted from: the spec's
+// generation and the identity and resourceVersion of every referenced
+// Secret, read as metadata from the cache. It holds no Secret content, so it
+// can sit in status without helping anyone guess a password. A Secret that
+// does not exist is reported in missing.
+func (r *APICredentialReconciler) inputsVersion(ctx context.Context, cred *authv1alpha1.APICredential) (version string, missing []string, err error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "generation=%d\n", cred.Generation)
+	for _, name := range referencedSecrets(&cred.Spec) {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: name}, meta)
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, name)
+			fmt.Fprintf(h, "secret=%s missing\n", name)
+		case err != nil:
+			return "", nil, fmt.Errorf("reading metadata of Secret %s: %w", name, err)
+		default:
+			fmt.Fprintf(h, "secret=%s uid=%s rv=%s\n", name, meta.UID, meta.ResourceVersion)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], missing, nil
+}
+
+// secretReader reads referenced Secrets once each from the API server (not
+// the cache: source Secrets are never cached in full).
+type secretReader struct {
+	ctx    context.Context
+	reader client.Reader
+	ns     string
+	read   map[string]*corev1.Secret
+}
+
+func (s *secretReader) value(secret authv1alpha1.SecretName, key authv1alpha1.SecretKey, field string) ([]byte, error) {
+	sec, ok := s.read[string(secret)]
+	if !ok {
+		sec = &corev1.Secret{}
+		err := s.reader.Get(s.ctx, types.NamespacedName{Namespace: s.ns, Name: string(secret)}, sec)
+		if apierrors.IsNotFound(err) {
+			return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "%s: Secret %q not found", field, secret)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s: %w", secret, err)
+		}
+		if s.read == nil {
+			s.read = map[string]*corev1.Secret{}
+		}
+		s.read[string(secret)] = sec
+	}
+	v, ok := sec.Data[string(key)]
+	if !ok {
+		return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "%s: Secret %q has no key %q", field, secret, key)
+	}
+	return v, nil
+}
+
+// resolved is a token request with every value read from its Secret.
+type resolved struct {
+	request auth.Request
+	// certNotAfter is the client certificate's expiry, zero without one.
+	certNotAfter time.Time
+}
+
+// resolve reads every referenced value and checks what can be checked
+// locally (keys exist, the client certificate decodes and is current), so
+// that a credential with a local problem costs the provider nothing.
+func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha1.APICredential, now time.Time) (*resolved, error) {
+	tr := cred.Spec.TokenRequest
+	src := &secretReader{ctx: ctx, reader: r.APIReader, ns: cred.Namespace}
+	out := &resolved{request: auth.Request{
+		URL:    tr.URL,
+		Method: string(tr.Method),
+	}}
+	req := &out.request
+	if tr.Timeout != nil {
+		req.Timeout = tr.Timeout.Duration
+	}
+	if m := tr.Response; m != nil {
+		req.Response = auth.ResponseMapping{TokenField: m.TokenField, ExpiresInField: m.ExpiresInField, ExpiresAtField: m.ExpiresAtField}
+		if m.DefaultLifetime != nil {
+			req.Response.DefaultLifetime = m.DefaultLifetime.Duration
+		}
+	}
+	if b := tr.BasicAuth; b != nil {
+		user, err := src.value(b.SecretName, b.UsernameKey, "spec.tokenRequest.basicAuth.usernameKey")
+		if err != nil {
+			return nil, err
+		}
+		pass, err := src.value(b.SecretName, b.PasswordKey, "spec.tokenRequest.basicAuth.passwordKey")
+		if err != nil {
+			return nil, err
+		}
+		req.Basic = &auth.BasicCredentials{Username: string(user), Password: string(pass)}
+	}
+	var err error
+	if req.Form, err = r.parameters(src, tr.Form, "spec.tokenRequest.form"); err != nil {
+		return nil, err
+	}
+	if req.JSON, err = r.parameters(src, tr.JSON, "spec.tokenRequest.json"); err != nil {
+		return nil, err
+	}
+	if req.Headers, err = r.parameters(src, tr.Headers, "spec.tokenRequest.headers"); err != nil {
+		return nil, err
+	}
+	if ca := tr.CABundle; ca != nil {
+		pem, err := r.caBundle(ctx, src, cred.Namespace, ca)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, problemf(authv1alpha1.ReasonInvalidSpec, "spec.tokenRequest.caBundle: key %q holds no PEM certificate", ca.Key)
+		}
+		req.RootCAs = pool
+	}
+	if cc := tr.ClientCertificate; cc != nil {
+		var cs auth.CertificateSource
+		const field = "spec.tokenRequest.clientCertificate"
+		if cc.PKCS12Key != nil {
+			if cs.PKCS12, err = src.value(cc.SecretName, *cc.PKCS12Key, field+".pkcs12Key"); err != nil {
+				return nil, err
+			}
+		} else if cc.CertificateKey != nil && cc.PrivateKeyKey != nil {
+			if cs.CertificatePEM, err = src.value(cc.SecretName, *cc.CertificateKey, field+".certificateKey"); err != nil {
+				return nil, err
+			}
+			if cs.PrivateKeyPEM, err = src.value(cc.SecretName, *cc.PrivateKeyKey, field+".privateKeyKey"); err != nil {
+				return nil, err
+			}
+		}
+		if cc.PassphraseKey != nil {
+			if cs.Passphrase, err = src.value(cc.SecretName, *cc.PassphraseKey, field+".passphraseKey"); err != nil {
+				return nil, err
+			}
+		}
+		cert, notAfter, err := auth.LoadClientCertificate(cs, now)
+		out.certNotAfter = notAfter
+		if err != nil {
+			return out, problemf(authv1alpha1.ReasonInvalidClientCertificate, "%s (Secret %q): %v", field, cc.SecretName, err)
+		}
+		req.Certificate = cert
+	}
+	return out, nil
+}
+
+func (r *APICredentialReconciler) parameters(src *secretReader, params []authv1alpha1.Parameter, field string) ([]auth.Field, error) {
+	var out []auth.Field
+	for i, p := range params {
+		switch {
+		case p.Value != nil:
+			out = append(out, auth.Field{Name: p.Name, Value: *p.Value})
+		case p.ValueFrom != nil:
+			ref := p.ValueFrom.SecretKeyRef
+			v, err := src.value(ref.Name, ref.Key, field+"["+strconv.Itoa(i)+"].valueFrom")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, auth.Field{Name: p.Name, Value: string(v)})
+		}
+	}
+	return out, nil
+}
+
+func (r *APICredentialReconciler) caBundle(ctx context.Context, src *secretReader, ns string, ca *authv1alpha1.CABundle) ([]byte, error) {
+	if ca.SecretName != nil {
+		return src.value(*ca.SecretName, ca.Key, "spec.tokenRequest.caBundle")
+	}
+	cm := &corev1.ConfigMap{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: *ca.ConfigMapName}, cm)
+	if apierrors.IsNotFound(err) {
+		return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q not found", *ca.ConfigMapName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s: %w", *ca.ConfigMapName, err)
+	}
+	if v, ok := cm.Data[string(ca.Key)]; ok {
+		return []byte(v), nil
+	}
+	if v, ok := cm.BinaryData[string(ca.Key)]; ok {
+		return v, nil
+	}
+	return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q has no key %q", *ca.ConfigMapName, ca.Key)
+}
