@@ -61,7 +61,7 @@ func FuzzDecide(f *testing.F) {
 		if again := Decide(in); again != d {
 			t.Fatalf("not deterministic: %+v then %+v", d, again)
 		}
-		floorEnd := in.LastAttempt.Add(Floor)
+		floorEnd := in.LastAttempt.Add(MinInterval(in.Token, in.LastAttempt))
 
 		switch d.Action {
 		case Wait:

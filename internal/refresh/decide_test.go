@@ -109,9 +109,17 @@ func TestDecide(t *testing.T) {
 		{name: "no hot loop when refreshBefore over lifetime",
 			in:   Input{Now: at(100 * time.Millisecond), Token: Token{IssuedAt: base, ExpiresAt: at(30 * time.Second)}, RefreshBefore: time.Hour, Jitter: 0.9, LastAttempt: base},
 			want: wait(at(Floor))},
-		{name: "no hot loop with a 6s token",
+		// A token that lives under 20 s is due sooner than every 10 s; the
+		// interval shrinks to half its lifetime, never below.
+		{name: "6s token minted by the last call: half its lifetime",
 			in:   Input{Now: at(3 * time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(6 * time.Second)}, LastAttempt: base},
-			want: wait(at(Floor))},
+			want: refresh(at(3 * time.Second))},
+		{name: "6s token, refreshBefore over lifetime: no faster than half its lifetime",
+			in:   Input{Now: at(time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(6 * time.Second)}, RefreshBefore: time.Hour, LastAttempt: base},
+			want: wait(at(3 * time.Second))},
+		{name: "6s token, but the last call failed after it: full floor",
+			in:   Input{Now: at(4 * time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(6 * time.Second)}, LastAttempt: at(2 * time.Second)},
+			want: wait(at(2*time.Second + Floor))},
 
 		// Host cool-down (429 shared by every credential of the host).
 		{name: "cool-down delays a due refresh",

@@ -77,13 +77,13 @@ func RefreshAt(issued, expires time.Time, spec time.Duration, invalidatesPreviou
 	if lifetime <= 0 {
 		return issued
 	}
-	early := RefreshBefore(lifetime, spec, invalidatesPrevious) +
-		time.Duration(clamp01(jitter)*JitterFraction*float64(lifetime))
-	at := expires.Add(-early)
-	if at.Before(issued) {
+	rb := RefreshBefore(lifetime, spec, invalidatesPrevious)
+	j := time.Duration(clamp01(jitter) * JitterFraction * float64(lifetime))
+	// Compare before adding: both terms can be near the int64 limit.
+	if rb >= lifetime-j {
 		return issued
 	}
-	return at
+	return expires.Add(-(rb + j))
 }
 
 func clamp01(f float64) float64 {

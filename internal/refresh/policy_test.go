@@ -213,3 +213,13 @@ func TestRefreshAtBounds(t *testing.T) {
 		}
 	}
 }
+
+// A refreshBefore of centuries must not overflow into a refresh time after
+// expiry.
+func TestRefreshAtHugeValuesDoNotOverflow(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exp := base.Add(time.Duration(math.MaxInt64))
+	if got := RefreshAt(base, exp, time.Duration(math.MaxInt64), false, 0.5); !got.Equal(base) {
+		t.Fatalf("RefreshAt = %v, want the issue time %v", got, base)
+	}
+}
