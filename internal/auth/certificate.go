@@ -120,6 +120,9 @@ func pickLeaf(pub crypto.PublicKey, certs []*x509.Certificate) (*x509.Certificat
 }
 
 func decodePKCS12(data, passphrase []byte) (crypto.PrivateKey, []*x509.Certificate, error) {
+	if p := checkKDFCost(data); p != "" {
+		return nil, nil, certErr(p)
+	}
 	// DecodeChain reads both the legacy RC2/3DES encryption that many issued
 	// .pfx files use and the modern PBES2/AES one.
 	key, leaf, cas, err := pkcs12.DecodeChain(data, string(passphrase))
@@ -189,6 +192,9 @@ func decodePEMKey(keyPEM, passphrase []byte) (crypto.PrivateKey, error) {
 		case "ENCRYPTED PRIVATE KEY":
 			if len(passphrase) == 0 {
 				return nil, certErr("the private key is encrypted and no passphrase is given")
+			}
+			if p := checkKDFCost(block.Bytes); p != "" {
+				return nil, certErr(p)
 			}
 			k, err := pkcs8.ParsePKCS8PrivateKey(block.Bytes, passphrase)
 			if err != nil {

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,24 +151,21 @@ func TestLoadClientCertificateExpiredReportsNotAfter(t *testing.T) {
 	}
 }
 
+// fuzzNow is inside the validity of the committed seed certificates
+// (2020-2120), so the fuzzer can reach the success path.
+var fuzzNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// FuzzLoadClientCertificate feeds the loader arbitrary PKCS#12, PEM and
+// passphrase bytes. Its seeds live in testdata/fuzz/FuzzLoadClientCertificate
+// (real PKCS#12 and PEM files in every supported encoding, written by
+// TestWriteFuzzSeeds): generating keys here would run in every fuzz worker,
+// under coverage instrumentation, and stall it.
 func FuzzLoadClientCertificate(f *testing.F) {
-	fx := loadFixtures(f)
-	pass := []byte(testPassphrase)
-	f.Add(fx.p12Legacy, []byte(nil), []byte(nil), pass)
-	f.Add(fx.p12Modern, []byte(nil), []byte(nil), pass)
-	f.Add(fx.p12Modern, []byte(nil), []byte(nil), []byte("wrong"))
-	f.Add(fx.trustStore, []byte(nil), []byte(nil), pass)
-	f.Add([]byte(nil), fx.ec.CertPEM, fx.ec.KeyPEM, []byte(nil))
-	f.Add([]byte(nil), fx.rsa.CertPEM, fx.pkcs1, []byte(nil))
-	f.Add([]byte(nil), fx.ec.CertPEM, fx.ecKey, []byte(nil))
-	f.Add([]byte(nil), fx.ec.CertPEM, fx.encPKCS8, pass)
-	f.Add([]byte(nil), fx.ec.CertPEM, fx.encPKCS8, []byte(nil))
-	f.Add([]byte(nil), fx.rsa.CertPEM, fx.legacyEncryptedPKCS1, pass)
-	f.Add([]byte(nil), fx.ec.CertPEM, fx.rsa.KeyPEM, []byte(nil))
+	f.Add([]byte("not a pfx"), []byte(nil), []byte(nil), []byte(nil))
 	f.Add([]byte(nil), []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), []byte(nil), []byte(nil))
-	now := time.Now()
 	f.Fuzz(func(t *testing.T, p12, certPEM, keyPEM, passphrase []byte) {
-		cert, notAfter, err := LoadClientCertificate(CertificateSource{PKCS12: p12, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM, Passphrase: passphrase}, now)
+		src := CertificateSource{PKCS12: p12, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM, Passphrase: passphrase}
+		cert, notAfter, err := LoadClientCertificate(src, fuzzNow)
 		if err != nil {
 			mustClass(t, err, ClassClientCertificate)
 			if cert != nil {
@@ -175,8 +176,110 @@ func FuzzLoadClientCertificate(f *testing.F) {
 		if cert == nil || cert.Leaf == nil || len(cert.Certificate) == 0 || cert.PrivateKey == nil {
 			t.Fatal("incomplete certificate without an error")
 		}
-		if !notAfter.Equal(cert.Leaf.NotAfter) || now.After(notAfter) || now.Before(cert.Leaf.NotBefore) {
+		if !notAfter.Equal(cert.Leaf.NotAfter) || fuzzNow.After(notAfter) || fuzzNow.Before(cert.Leaf.NotBefore) {
 			t.Fatal("accepted a certificate outside its validity")
 		}
 	})
+}
+
+// TestWriteFuzzSeeds regenerates the committed seed corpus of
+// FuzzLoadClientCertificate. It runs only on demand:
+//
+//	TOKENWARDEN_WRITE_FUZZ_SEEDS=1 go test -run TestWriteFuzzSeeds ./internal/auth/
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("TOKENWARDEN_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("set TOKENWARDEN_WRITE_FUZZ_SEEDS=1 to regenerate the seed corpus")
+	}
+	ca, err := sandbox.NewCA("fuzz seed CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, na := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2120, 1, 1, 0, 0, 0, 0, time.UTC)
+	rsaCert, err := ca.IssueClient("fuzz", sandbox.KeyRSA, nb, na)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecCert, err := ca.IssueClient("fuzz", sandbox.KeyECDSA, nb, na)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pass := []byte(testPassphrase)
+	seeds := map[string][4][]byte{
+		"p12-legacy-rsa":       {must(rsaCert.PKCS12(testPassphrase, true)), nil, nil, pass},
+		"p12-modern-ec":        {must(ecCert.PKCS12(testPassphrase, false)), nil, nil, pass},
+		"p12-rc2-rsa":          {must(rsaCert.PKCS12With(pkcs12.LegacyRC2, testPassphrase)), nil, nil, pass},
+		"p12-wrong-passphrase": {must(ecCert.PKCS12(testPassphrase, false)), nil, nil, []byte("wrong")},
+		"p12-trust-store":      {must(ca.TrustStorePKCS12(testPassphrase)), nil, nil, pass},
+		"pem-pkcs8-ec":         {nil, ecCert.CertPEM, ecCert.KeyPEM, nil},
+		"pem-pkcs1-rsa":        {nil, rsaCert.CertPEM, must(rsaCert.PKCS1KeyPEM()), nil},
+		"pem-sec1-ec":          {nil, ecCert.CertPEM, must(ecCert.ECKeyPEM()), nil},
+		"pem-encrypted-pkcs8":  {nil, ecCert.CertPEM, must(ecCert.EncryptedKeyPEM(testPassphrase)), pass},
+		"pem-encrypted-nopass": {nil, ecCert.CertPEM, must(ecCert.EncryptedKeyPEM(testPassphrase)), nil},
+		"pem-mismatch":         {nil, ecCert.CertPEM, rsaCert.KeyPEM, nil},
+		"pem-combined-chain":   {nil, append(append(append([]byte{}, ca.CertPEM...), ecCert.CertPEM...), ecCert.KeyPEM...), nil, nil},
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzLoadClientCertificate")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range seeds {
+		var b strings.Builder
+		b.WriteString("go test fuzz v1\n")
+		for _, a := range args {
+			b.WriteString("[]byte(" + strconv.Quote(string(a)) + ")\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFuzzSeedCorpus keeps the committed seeds meaningful: the valid ones
+// must load, so the fuzzer starts from the success path too.
+func TestFuzzSeedCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzLoadClientCertificate")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := map[string]bool{"p12-wrong-passphrase": true, "p12-trust-store": true, "pem-encrypted-nopass": true, "pem-mismatch": true}
+	loaded := 0
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var args [][]byte
+		for _, line := range strings.Split(string(raw), "\n") {
+			if q, ok := strings.CutPrefix(line, "[]byte("); ok {
+				s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+				if err != nil {
+					t.Fatalf("%s: %v", e.Name(), err)
+				}
+				args = append(args, []byte(s))
+			}
+		}
+		if len(args) != 4 {
+			t.Fatalf("%s: %d arguments, want 4", e.Name(), len(args))
+		}
+		_, _, err = LoadClientCertificate(CertificateSource{PKCS12: args[0], CertificatePEM: args[1], PrivateKeyPEM: args[2], Passphrase: args[3]}, fuzzNow)
+		if failing[e.Name()] {
+			mustClass(t, err, ClassClientCertificate)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", e.Name(), err)
+		}
+		loaded++
+	}
+	if loaded < 8 {
+		t.Fatalf("only %d seeds load", loaded)
+	}
 }
