@@ -93,9 +93,10 @@ type Options struct {
 	// all callers of the Client. 0: DefaultHostRequestsPerMinute; <0: no cap.
 	HostRequestsPerMinute int
 	Resolver              Resolver // default: net.DefaultResolver
-	// Observe, when set, is called once per request that was sent, with the
-	// limiter key, the status code (0 when no response arrived) and the
-	// duration. It must be cheap and must not block.
+	// Observe, when set, is called once per request that passed the limiter
+	// and went to the network, with the limiter key, the status code (0 when
+	// no response arrived: refused address, TLS or connection failure,
+	// timeout) and the duration. It must be cheap and must not block.
 	Observe func(host string, statusCode int, d time.Duration)
 }
 

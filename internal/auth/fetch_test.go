@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -469,6 +470,12 @@ func fetchCases(e *fetchEnv) []fetchCase {
 			faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 429}}},
 
 		// Provider errors.
+		{name: "connection refused", class: ClassTransient, noCall: true, check: errorMentions("connection refused"),
+			req: func(e *fetchEnv, s *sandbox.Server) Request {
+				r := e.flowB(s)
+				r.URL = "https://" + closedPort() + sandbox.PathFlowB + "?api_key=" + secretQuery
+				return r
+			}},
 		{name: "500", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 500}}, class: ClassTransient, check: status(500)},
 		{name: "503", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 503, Header: map[string]string{"Retry-After": "5"}}},
 			class: ClassTransient, check: status(503)},
@@ -532,4 +539,15 @@ func assertNoSecrets(t *testing.T, err error) {
 			t.Fatalf("%s of the error contains the URL path or query: %s", format, s)
 		}
 	}
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
