@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,9 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -151,61 +147,22 @@ func (c *Client) CooldownUntil(host string) time.Time {
 // spent or it is cooling down after a 429, Fetch returns a Local
 // *RateLimitedError at once without calling the provider.
 func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
-	u, err := parseTokenURL(r.URL)
+	p, err := c.prepare(r)
 	if err != nil {
 		return Token{}, err
 	}
-	if !hostAllowed(u.Hostname(), c.allowedHosts) {
-		return Token{}, &ConfigurationError{Field: "url", Problem: "host " + u.Hostname() + " is not in the allowed hosts"}
-	}
-	host := hostKey(u)
-	method, body, contentType, err := buildBody(r)
-	if err != nil {
-		return Token{}, err
-	}
-	if err := checkHeaders(r); err != nil {
-		return Token{}, err
-	}
-	if r.Basic != nil && strings.Contains(r.Basic.Username, ":") {
-		// RFC 7617: the user-id ends at the first colon; the provider would
-		// read a different user than the one configured.
-		return Token{}, &ConfigurationError{Field: "basicAuth", Problem: "the username contains a colon"}
-	}
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	if ok, wait := c.limiter.acquire(p.host, c.clock.Now()); !ok {
+		return Token{}, &RateLimitedError{Host: p.host, RetryAfter: wait, HasRetryAfter: true, Local: true}
 	}
 
-	if ok, wait := c.limiter.acquire(host, c.clock.Now()); !ok {
-		return Token{}, &RateLimitedError{Host: host, RetryAfter: wait, HasRetryAfter: true, Local: true}
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	target := *u
-	target.Fragment, target.RawFragment = "", ""
-	req, err := http.NewRequestWithContext(ctx, method, target.String(), bytes.NewReader(body))
+	req, err := p.httpRequest(ctx, r)
 	if err != nil {
-		return Token{}, &ConfigurationError{Field: "url", Problem: "cannot build a request from it"}
+		return Token{}, err
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "tokenwarden")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if r.Basic != nil {
-		req.SetBasicAuth(r.Basic.Username, r.Basic.Password)
-	}
-	for i, h := range r.Headers {
-		if i == firstIndex(r.Headers, h.Name) {
-			req.Header.Set(h.Name, h.Value)
-		} else {
-			req.Header.Add(h.Name, h.Value)
-		}
-	}
-
 	hs := &handshakeState{}
-	tr := c.transport(r, hs, timeout)
+	tr := c.transport(r, hs, p.timeout)
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{
 		Transport: tr,
@@ -217,11 +174,11 @@ func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
 	issuedAt := c.clock.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
-		c.report(host, 0, issuedAt)
-		return Token{}, classifyTransportError(ctx, host, err, hs)
+		c.report(p.host, 0, issuedAt)
+		return Token{}, classifyTransportError(ctx, p.host, err, hs)
 	}
 	defer resp.Body.Close()
-	return c.handleResponse(ctx, host, resp, r.Response, issuedAt)
+	return c.handleResponse(ctx, p.host, resp, r.Response, issuedAt)
 }
 
 func (c *Client) report(host string, status int, issuedAt time.Time) {
@@ -326,118 +283,6 @@ func oauthCode(body []byte) string {
 	}
 	s, _ := e.Error.(string)
 	return safeOAuthError(s)
-}
-
-// buildBody checks the method and encodes the form or JSON body.
-func buildBody(r Request) (method string, body []byte, contentType string, err error) {
-	method = strings.ToUpper(r.Method)
-	switch method {
-	case "":
-		method = http.MethodPost
-	case http.MethodGet, http.MethodPost:
-	default:
-		return "", nil, "", &ConfigurationError{Field: "method", Problem: "must be GET or POST"}
-	}
-	if len(r.Form) > 0 && len(r.JSON) > 0 {
-		return "", nil, "", &ConfigurationError{Field: "form", Problem: "form and json are mutually exclusive"}
-	}
-	if method == http.MethodGet && (len(r.Form) > 0 || len(r.JSON) > 0) {
-		return "", nil, "", &ConfigurationError{Field: "method", Problem: "a GET request cannot carry a form or json body"}
-	}
-	switch {
-	case len(r.Form) > 0:
-		var b strings.Builder
-		for i, f := range r.Form {
-			if f.Name == "" {
-				return "", nil, "", &ConfigurationError{Field: "form", Problem: "entry " + strconv.Itoa(i) + " has no name"}
-			}
-			if i > 0 {
-				b.WriteByte('&')
-			}
-			b.WriteString(url.QueryEscape(f.Name) + "=" + url.QueryEscape(f.Value))
-		}
-		return method, []byte(b.String()), "application/x-www-form-urlencoded", nil
-	case len(r.JSON) > 0:
-		var b bytes.Buffer
-		b.WriteByte('{')
-		seen := map[string]bool{}
-		for i, f := range r.JSON {
-			if f.Name == "" {
-				return "", nil, "", &ConfigurationError{Field: "json", Problem: "entry " + strconv.Itoa(i) + " has no name"}
-			}
-			if seen[f.Name] {
-				return "", nil, "", &ConfigurationError{Field: "json", Problem: "entry " + strconv.Itoa(i) + " repeats a name"}
-			}
-			seen[f.Name] = true
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			k, _ := json.Marshal(f.Name) // strings always marshal
-			v, _ := json.Marshal(f.Value)
-			b.Write(k)
-			b.WriteByte(':')
-			b.Write(v)
-		}
-		b.WriteByte('}')
-		return method, b.Bytes(), "application/json", nil
-	}
-	return method, nil, "", nil
-}
-
-// reservedHeaders are set by the transport or derived from the request; a
-// user value would either be ignored or corrupt the framing.
-var reservedHeaders = map[string]bool{
-	"Host": true, "Content-Length": true, "Transfer-Encoding": true,
-	"Connection": true, "Upgrade": true, "Te": true, "Trailer": true,
-}
-
-// checkHeaders validates extra headers. Problems name the header by index,
-// never by value: a header value is often an API key.
-func checkHeaders(r Request) error {
-	for i, h := range r.Headers {
-		where := "entry " + strconv.Itoa(i)
-		if !validHeaderName(h.Name) {
-			return &ConfigurationError{Field: "headers", Problem: where + " has an invalid name"}
-		}
-		canon := http.CanonicalHeaderKey(h.Name)
-		if reservedHeaders[canon] {
-			return &ConfigurationError{Field: "headers", Problem: where + " sets " + canon + ", which cannot be overridden"}
-		}
-		if canon == "Authorization" && r.Basic != nil {
-			return &ConfigurationError{Field: "headers", Problem: where + " sets Authorization, which conflicts with basicAuth"}
-		}
-		for j := 0; j < len(h.Value); j++ {
-			if b := h.Value[j]; (b < 0x20 && b != '\t') || b == 0x7f {
-				return &ConfigurationError{Field: "headers", Problem: where + " has a control character in its value"}
-			}
-		}
-	}
-	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-func firstIndex(fs []Field, name string) int {
-	for i, f := range fs {
-		if strings.EqualFold(f.Name, name) {
-			return i
-		}
-	}
-	return -1
 }
 
 // handshakeState records what happened in the TLS handshake so a failure
