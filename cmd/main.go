@@ -112,13 +112,14 @@ func run(o options) error {
 	})
 	ctx := ctrl.SetupSignalHandler()
 	if err := (&controller.APICredentialReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Scheme:    mgr.GetScheme(),
-		Clock:     clock.RealClock{},
-		Tokens:    tokens,
-		Recorder:  mgr.GetEventRecorder("tokenwarden"),
-		Rand:      rand.Float64,
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Scheme:     mgr.GetScheme(),
+		Clock:      clock.RealClock{},
+		Tokens:     tokens,
+		Recorder:   mgr.GetEventRecorder("tokenwarden"),
+		Rand:       rand.Float64,
+		Namespaces: splitList(o.watchNamespaces),
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the APICredential controller: %w", err)
 	}

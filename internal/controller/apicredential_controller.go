@@ -25,6 +25,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
@@ -69,6 +70,13 @@ type APICredentialReconciler struct {
 	Recorder  events.EventRecorder
 	// Rand returns values in [0,1) for backoff jitter.
 	Rand func() float64
+	// Namespaces limits the watch to these namespaces (a namespaced
+	// install); empty means all.
+	Namespaces []string
+
+	// secretMeta caches the metadata of all Secrets; set up by
+	// SetupWithManager.
+	secretMeta client.Reader
 
 	mu sync.Mutex
 	// minted holds the last token minted per APICredential, so that a
@@ -93,6 +101,13 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}); err != nil {
 		return err
 	}
+	metaCache, err := newSecretMetadataCache(mgr, r.Namespaces)
+	if err != nil {
+		return err
+	}
+	r.secretMeta = metaCache
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apicredential").
 		For(&authv1alpha1.APICredential{}, builder.WithPredicates(
@@ -100,7 +115,8 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&corev1.Secret{}).
 		// Source Secrets, and foreign Secrets squatting a target name, are
 		// watched as metadata only: tokenwarden never caches their data.
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.credentialsForSecret)).
+		WatchesRawSource(source.Kind(metaCache, client.Object(secretMeta),
+			handler.EnqueueRequestsFromMapFunc(r.credentialsForSecret))).
 		Complete(r)
 }
 

@@ -77,7 +77,7 @@ func (r *APICredentialReconciler) inputsVersion(ctx context.Context, cred *authv
 	for _, name := range referencedSecrets(&cred.Spec) {
 		meta := &metav1.PartialObjectMetadata{}
 		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: name}, meta)
+		err := r.secretMeta.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: name}, meta)
 		switch {
 		case apierrors.IsNotFound(err):
 			missing = append(missing, name)

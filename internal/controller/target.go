@@ -56,7 +56,7 @@ func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1al
 	key := types.NamespacedName{Namespace: cred.Namespace, Name: string(cred.Spec.Target.SecretName)}
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := r.Client.Get(ctx, key, meta); err != nil {
+	if err := r.secretMeta.Get(ctx, key, meta); err != nil {
 		if apierrors.IsNotFound(err) {
 			return target{}, nil
 		}

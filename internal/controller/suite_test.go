@@ -1,0 +1,437 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+	"github.com/tokenwarden/tokenwarden/internal/testenv"
+)
+
+// The suite runs the real manager against a real API server (envtest) and
+// the sandbox provider over real TLS. Each test has its own namespace, its
+// own manager (caching only that namespace) and its own sandbox, so tests
+// run in parallel without sharing a host limiter.
+
+var (
+	cfg    *rest.Config
+	k8s    client.Client // uncached: what tests assert through
+	scheme = runtime.NewScheme()
+	logs   lockedBuffer
+	// secrets collects every secret value used or issued in the suite;
+	// none may appear in a log line, event, condition or status field.
+	secrets secretSet
+)
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type secretSet struct {
+	mu     sync.Mutex
+	values map[string]bool
+}
+
+func (s *secretSet) add(vs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.values == nil {
+		s.values = map[string]bool{}
+	}
+	for _, v := range vs {
+		if len(v) >= 6 {
+			s.values[v] = true
+		}
+	}
+}
+
+// leaked returns the secret values found in text.
+func (s *secretSet) leaked(text string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for v := range s.values {
+		if strings.Contains(text, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.UseDevMode(false)))
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = authv1alpha1.AddToScheme(scheme)
+	env, c, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cfg = c
+	code := 1
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err == nil {
+		code = m.Run()
+	} else {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	if leaked := secrets.leaked(logs.String()); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d secret values appear in the operator's logs\n", len(leaked))
+		code = 1
+	}
+	if os.Getenv("TOKENWARDEN_TEST_LOGS") != "" {
+		fmt.Fprint(os.Stderr, logs.String())
+	}
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// harness is one test's namespace, sandbox provider and manager.
+type harness struct {
+	t      *testing.T
+	ns     string
+	sb     *sandbox.Server
+	tokens *auth.Client
+	stop   context.CancelFunc
+	done   chan struct{}
+	// failUpdates makes the next n updates of target Secrets fail with
+	// failErr, to prove a failed write never causes a second provider call.
+	failUpdates atomic.Int32
+	failErr     error
+}
+
+type harnessOption func(*sandbox.Options)
+
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
+	t.Helper()
+	t.Parallel()
+	so := sandbox.Options{}
+	for _, o := range opts {
+		o(&so)
+	}
+	sb, err := sandbox.Start(so)
+	if err != nil {
+		t.Fatalf("starting sandbox: %v", err)
+	}
+	t.Cleanup(sb.Close)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "tw-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	h := &harness{t: t, ns: ns.Name, sb: sb}
+	h.secret("sandbox-ca", map[string]string{"ca.crt": string(sb.CA.CertPEM)})
+	h.startManager()
+	t.Cleanup(h.stopManager)
+	t.Cleanup(h.checkNoLeaks)
+	return h
+}
+
+// startManager runs a fresh manager, as after a restart: new reconciler,
+// new token client, empty memory.
+func (h *harness) startManager() {
+	h.t.Helper()
+	h.tokens = auth.NewClient(auth.Options{AllowPrivateNetworks: true, HostRequestsPerMinute: 600})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions([]string{h.ns}),
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		NewClient: func(c *rest.Config, o client.Options) (client.Client, error) {
+			cl, err := client.NewWithWatch(c, o)
+			if err != nil {
+				return nil, err
+			}
+			return interceptor.NewClient(cl, interceptor.Funcs{Update: h.interceptUpdate}), nil
+		},
+	})
+	if err != nil {
+		h.t.Fatalf("creating manager: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &APICredentialReconciler{
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Scheme:     mgr.GetScheme(),
+		Clock:      clock.RealClock{},
+		Tokens:     h.tokens,
+		Recorder:   mgr.GetEventRecorder("tokenwarden"),
+		Rand:       func() float64 { return 0.5 },
+		Namespaces: []string{h.ns},
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		cancel()
+		h.t.Fatalf("setting up controller: %v", err)
+	}
+	h.stop, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		if err := mgr.Start(ctx); err != nil {
+			h.t.Errorf("manager stopped: %v", err)
+		}
+	}()
+}
+
+func (h *harness) stopManager() {
+	if h.stop != nil {
+		h.stop()
+		<-h.done
+		h.stop = nil
+	}
+}
+
+func (h *harness) interceptUpdate(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+	if _, ok := obj.(*corev1.Secret); ok && obj.GetNamespace() == h.ns {
+		for {
+			n := h.failUpdates.Load()
+			if n <= 0 {
+				break
+			}
+			if h.failUpdates.CompareAndSwap(n, n-1) {
+				return h.failErr
+			}
+		}
+	}
+	return c.Update(ctx, obj, opts...)
+}
+
+// randomValue is a secret value for a test, registered for the leak check.
+func randomValue(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	v := prefix + "-" + hex.EncodeToString(b)
+	secrets.add(v)
+	return v
+}
+
+func (h *harness) secret(name string, data map[string]string) *corev1.Secret {
+	h.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, StringData: data}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		h.t.Fatalf("creating Secret %s: %v", name, err)
+	}
+	return s
+}
+
+func (h *harness) updateSecret(name string, data map[string]string) {
+	h.t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, s); err != nil {
+		h.t.Fatal(err)
+	}
+	for k, v := range data {
+		s.Data[k] = []byte(v)
+	}
+	if err := k8s.Update(context.Background(), s); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// client registers a sandbox client with a fresh secret and stores its
+// credentials in a Secret named after it.
+func (h *harness) client(id string) (secret string) {
+	secret = randomValue("secret")
+	h.sb.AddClient(id, secret)
+	h.secret(id, map[string]string{"id": id, "secret": secret})
+	return secret
+}
+
+type credOption func(*authv1alpha1.APICredential)
+
+func (h *harness) credential(name string, spec authv1alpha1.APICredentialSpec, opts ...credOption) *authv1alpha1.APICredential {
+	h.t.Helper()
+	c := &authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, Spec: spec}
+	for _, o := range opts {
+		o(c)
+	}
+	if err := k8s.Create(context.Background(), c); err != nil {
+		h.t.Fatalf("creating APICredential %s: %v", name, err)
+	}
+	return c
+}
+
+func (h *harness) caBundle() *authv1alpha1.CABundle {
+	n := authv1alpha1.SecretName("sandbox-ca")
+	return &authv1alpha1.CABundle{SecretName: &n, Key: "ca.crt"}
+}
+
+// flowB is an OAuth2 client-credentials request for sandbox client id.
+func (h *harness) flowB(id string) *authv1alpha1.TokenRequest {
+	return &authv1alpha1.TokenRequest{
+		URL:       h.sb.URL + sandbox.PathFlowB,
+		Method:    authv1alpha1.MethodPOST,
+		BasicAuth: &authv1alpha1.BasicAuth{SecretName: authv1alpha1.SecretName(id), UsernameKey: "id", PasswordKey: "secret"},
+		Form:      []authv1alpha1.Parameter{{Name: "grant_type", Value: ptr.To("client_credentials")}},
+		CABundle:  h.caBundle(),
+	}
+}
+
+func targetSpec(name string) authv1alpha1.TargetSecret {
+	return authv1alpha1.TargetSecret{SecretName: authv1alpha1.SecretName(name)}
+}
+
+func refreshBefore(d time.Duration) credOption {
+	return func(c *authv1alpha1.APICredential) {
+		c.Spec.Refresh = &authv1alpha1.RefreshPolicy{RefreshBefore: &metav1.Duration{Duration: d}}
+	}
+}
+
+func (h *harness) get(name string) *authv1alpha1.APICredential {
+	h.t.Helper()
+	c := &authv1alpha1.APICredential{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, c); err != nil {
+		h.t.Fatalf("reading APICredential %s: %v", name, err)
+	}
+	return c
+}
+
+// targetSecret returns the Secret, or nil when it does not exist.
+func (h *harness) targetSecret(name string) *corev1.Secret {
+	h.t.Helper()
+	s := &corev1.Secret{}
+	err := k8s.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, s)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if tok := string(s.Data["token"]); tok != "" {
+		secrets.add(tok)
+	}
+	return s
+}
+
+func condition(c *authv1alpha1.APICredential, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(c.Status.Conditions, typ)
+}
+
+// eventually polls f until it returns "" or the timeout passes.
+func (h *harness) eventually(timeout time.Duration, f func() string) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for {
+		if why = f(); why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after %s: %s", timeout, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (h *harness) waitCondition(name, typ string, status metav1.ConditionStatus, reason string, timeout time.Duration) *authv1alpha1.APICredential {
+	h.t.Helper()
+	var c *authv1alpha1.APICredential
+	h.eventually(timeout, func() string {
+		c = h.get(name)
+		cond := condition(c, typ)
+		if cond == nil || cond.Status != status || (reason != "" && cond.Reason != reason) {
+			return fmt.Sprintf("%s %s: want %s/%s, have %+v", name, typ, status, reason, cond)
+		}
+		if cond.ObservedGeneration != c.Generation {
+			return fmt.Sprintf("%s %s: observedGeneration %d, generation %d", name, typ, cond.ObservedGeneration, c.Generation)
+		}
+		return ""
+	})
+	return c
+}
+
+func (h *harness) events() []eventsv1.Event {
+	h.t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(h.ns)); err != nil {
+		h.t.Fatal(err)
+	}
+	return list.Items
+}
+
+func (h *harness) eventReasons() map[string]int {
+	out := map[string]int{}
+	for _, e := range h.events() {
+		out[e.Reason]++
+	}
+	return out
+}
+
+// checkNoLeaks fails the test when a secret value appears in an event, a
+// condition or any status field of the namespace's APICredentials.
+func (h *harness) checkNoLeaks() {
+	var creds authv1alpha1.APICredentialList
+	if err := k8s.List(context.Background(), &creds, client.InNamespace(h.ns)); err != nil {
+		h.t.Error(err)
+		return
+	}
+	var secretsList corev1.SecretList
+	_ = k8s.List(context.Background(), &secretsList, client.InNamespace(h.ns))
+	for _, s := range secretsList.Items {
+		if tok := string(s.Data["token"]); tok != "" {
+			secrets.add(tok)
+		}
+	}
+	var text strings.Builder
+	for _, c := range creds.Items {
+		b, _ := json.Marshal(c.Status)
+		text.Write(b)
+	}
+	for _, e := range h.events() {
+		b, _ := json.Marshal(e)
+		text.Write(b)
+	}
+	if leaked := secrets.leaked(text.String()); len(leaked) > 0 {
+		h.t.Errorf("%d secret values appear in events or status", len(leaked))
+	}
+}
+
+// jwtWithExp is an unsigned-looking JWT with the given exp, for flow D.
+func jwtWithExp(exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	header := enc([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	payload := enc(fmt.Appendf(nil, `{"sub":"shop","exp":%d,"nonce":%q}`, exp.Unix(), randomValue("n")))
+	return header + "." + payload + "." + enc([]byte(randomValue("sig")))
+}
