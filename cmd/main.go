@@ -18,12 +18,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
 	"github.com/tokenwarden/tokenwarden/internal/controller"
+	"github.com/tokenwarden/tokenwarden/internal/metrics"
 )
 
 var scheme = runtime.NewScheme()
@@ -105,7 +107,9 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	m := metrics.New(crmetrics.Registry)
 	tokens := auth.NewClient(auth.Options{
+		Observe:               m.ObserveRequest,
 		AllowPrivateNetworks:  o.allowPrivateNetworks,
 		AllowedHosts:          splitList(o.allowedHosts),
 		HostRequestsPerMinute: o.hostRequestsPerMinute,
@@ -120,6 +124,7 @@ func run(o options) error {
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),
 		Rand:       rand.Float64,
 		Namespaces: splitList(o.watchNamespaces),
+		Metrics:    m,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the APICredential controller: %w", err)
 	}

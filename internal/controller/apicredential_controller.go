@@ -29,6 +29,7 @@ import (
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/refresh"
 )
 
@@ -70,6 +71,9 @@ type APICredentialReconciler struct {
 	Recorder  events.EventRecorder
 	// Rand returns values in [0,1) for backoff jitter.
 	Rand func() float64
+	// Metrics records attempts and per-credential timestamps; nil records
+	// nothing.
+	Metrics *metrics.Metrics
 	// Namespaces limits the watch to these namespaces (a namespaced
 	// install); empty means all.
 	Namespaces []string
@@ -179,6 +183,8 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	p := &pass{cred: cred, now: r.Clock.Now(), status: *cred.Status.DeepCopy()}
 	err := r.run(ctx, p)
 	p.finish()
+	r.Metrics.SetCredential(cred.Namespace, cred.Name, timeOf(p.status.TokenExpiresAt),
+		timeOf(p.status.NextRefreshTime), timeOf(p.status.ClientCertificateExpiresAt))
 	if serr := r.writeStatus(ctx, cred, p.status); serr != nil {
 		return ctrl.Result{}, errors.Join(err, serr)
 	}
@@ -261,11 +267,7 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		in.RetryAt = timeOf(p.status.NextRefreshTime)
 	}
 	d := refresh.Decide(in)
-	switch d.Action {
-	case refresh.Hold:
-		p.status.NextRefreshTime = nil
-		return nil
-	case refresh.Wait:
+	if d.Action == refresh.Wait {
 		p.status.NextRefreshTime = metaTime(d.At)
 		p.wakeAt(d.At)
 		return nil
@@ -312,6 +314,7 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	}
 	r.remember(cred, m)
 	r.attemptDone(p, inputs)
+	r.Metrics.Attempt(true, authv1alpha1.ReasonRefreshSucceeded)
 	if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
 		return r.writeFailed(p, err)
 	}
@@ -350,6 +353,7 @@ func (r *APICredentialReconciler) attemptFailed(p *pass, err error, inputs strin
 		return err // an API server error: let the workqueue retry
 	}
 	r.attemptDone(p, inputs)
+	r.Metrics.Attempt(false, reason)
 	p.status.ConsecutiveFailures++
 	var cooldown time.Duration
 	var rl *auth.RateLimitedError
@@ -472,6 +476,8 @@ func classify(err error) (string, refresh.Class) {
 	case auth.ClassClientCertificate:
 		return authv1alpha1.ReasonInvalidClientCertificate, refresh.Credentials
 	case auth.ClassConfiguration:
+		// Includes a URL refused by --allowed-hosts or the private-network
+		// policy: the spec or the operator's flags must change.
 		return authv1alpha1.ReasonInvalidSpec, refresh.Spec
 	}
 	return "", refresh.None
@@ -568,6 +574,7 @@ func (r *APICredentialReconciler) forget(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	delete(r.minted, key)
 	delete(r.certWarned, key)
+	r.Metrics.Forget(key.Namespace, key.Name)
 }
 
 func metaTime(t time.Time) *metav1.Time {

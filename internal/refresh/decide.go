@@ -52,12 +52,10 @@ const (
 	Wait Action = iota
 	// Refresh: ask the provider for a new token now.
 	Refresh
-	// Hold: do nothing until the spec or a referenced Secret changes.
-	Hold
 )
 
 func (a Action) String() string {
-	return [...]string{"Wait", "Refresh", "Hold"}[a]
+	return [...]string{"Wait", "Refresh"}[a]
 }
 
 // Decision is the outcome: an action and, for Wait, when to look again.
@@ -76,15 +74,8 @@ func Decide(in Input) Decision {
 	// The failure policy holds back attempts after a failure; a change of
 	// spec or sources lifts it (the fix may be in), except for the limits
 	// that protect the provider.
-	if !in.Changed {
-		switch in.LastFailure {
-		case Spec:
-			return Decision{Action: Hold}
-		case RateLimited, Transient, Credentials, Conflict:
-			if !in.RetryAt.IsZero() {
-				due = latest(due, in.RetryAt)
-			}
-		}
+	if !in.Changed && in.LastFailure != None && !in.RetryAt.IsZero() {
+		due = latest(due, in.RetryAt)
 	}
 	at := latest(due, in.HostCooldownUntil)
 	if !in.LastAttempt.IsZero() {
@@ -123,15 +114,15 @@ type Failure struct {
 // NextAttempt is when to try again after a failure at now; zero means only
 // on a change. Transient failures back off with full jitter from 2 s to 2
 // min, but never so long that the current token expires without one more
-// try, and by at most 30 s once it has expired. rnd is in [0,1).
+// try, and by at most 30 s once it has expired. Credentials, spec and
+// target conflicts retry slowly (they also retry at once on a change). rnd is
+// in [0,1).
 func NextAttempt(f Failure, now time.Time, token Token, rnd float64) time.Time {
 	var wait time.Duration
 	switch f.Class {
 	case None:
 		return time.Time{}
-	case Spec:
-		return time.Time{}
-	case Credentials, Conflict:
+	case Credentials, Conflict, Spec:
 		wait = SlowRetry
 	case RateLimited:
 		wait = f.Cooldown

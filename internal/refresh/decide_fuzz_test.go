@@ -92,28 +92,18 @@ func FuzzDecide(f *testing.F) {
 			if in.Now.Before(in.HostCooldownUntil) {
 				t.Fatalf("Refresh at %v inside the host cool-down (until %v)", in.Now, in.HostCooldownUntil)
 			}
-			if cls == Spec && !changed {
-				t.Fatalf("Refresh after a spec failure without a change")
-			}
 			if !changed && cls != None && hasRetry && in.Now.Before(in.RetryAt) {
 				t.Fatalf("Refresh at %v before RetryAt %v without a change (class %d)", in.Now, in.RetryAt, cls)
 			}
-		case Hold:
-			if cls != Spec || changed {
-				t.Fatalf("Hold with class %d, changed %v", cls, changed)
-			}
 		default:
 			t.Fatalf("unknown action %d", d.Action)
-		}
-		if cls == Spec && !changed && d.Action != Hold {
-			t.Fatalf("spec failure without a change: %v, want Hold", d.Action)
 		}
 
 		// Nothing holds a credential back: Refresh. A change, a missing or
 		// expired token with no pending retry must reach the provider once
 		// the floor and cool-down allow it.
 		free := (!hasLast || !in.Now.Before(floorEnd)) && !in.Now.Before(in.HostCooldownUntil)
-		noFailureHold := changed || cls == None || (cls != Spec && (!hasRetry || !in.Now.Before(in.RetryAt)))
+		noFailureHold := changed || cls == None || !hasRetry || !in.Now.Before(in.RetryAt)
 		if free && noFailureHold && (changed || !in.Token.Valid(in.Now)) && d.Action != Refresh {
 			t.Fatalf("%v at %v, want Refresh: %+v", d.Action, d.At, in)
 		}

@@ -31,7 +31,7 @@ func TestTokenValid(t *testing.T) {
 }
 
 func TestActionString(t *testing.T) {
-	for a, want := range map[Action]string{Wait: "Wait", Refresh: "Refresh", Hold: "Hold"} {
+	for a, want := range map[Action]string{Wait: "Wait", Refresh: "Refresh"} {
 		if got := a.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int(a), got, want)
 		}
@@ -41,7 +41,6 @@ func TestActionString(t *testing.T) {
 func TestDecide(t *testing.T) {
 	refresh := func(now time.Time) Decision { return Decision{Action: Refresh, At: now} }
 	wait := func(until time.Time) Decision { return Decision{Action: Wait, At: until} }
-	hold := Decision{Action: Hold}
 
 	tests := []struct {
 		name string
@@ -144,17 +143,15 @@ func TestDecide(t *testing.T) {
 		{name: "cool-down later than floor",
 			in: Input{Now: base, LastAttempt: base, HostCooldownUntil: at(time.Minute)}, want: wait(at(time.Minute))},
 
-		// Spec failure: hold until a change.
-		{name: "spec failure holds",
-			in: Input{Now: base, LastFailure: Spec}, want: hold},
-		{name: "spec failure holds with a token in its window",
-			in: Input{Now: at(50 * time.Minute), Token: hourToken, LastFailure: Spec}, want: hold},
-		{name: "spec failure holds with an expired token",
-			in: Input{Now: at(2 * time.Hour), Token: hourToken, LastFailure: Spec}, want: hold},
-		{name: "spec failure ignores RetryAt",
-			in: Input{Now: at(time.Hour), LastFailure: Spec, RetryAt: at(time.Minute)}, want: hold},
+		// Spec failure: found locally, retried slowly or on a change.
+		{name: "spec failure waits for RetryAt",
+			in: Input{Now: base, LastFailure: Spec, RetryAt: at(SlowRetry)}, want: wait(at(SlowRetry))},
+		{name: "spec failure waits with a token in its window",
+			in: Input{Now: at(50 * time.Minute), Token: hourToken, LastFailure: Spec, RetryAt: at(60 * time.Minute)}, want: wait(at(60 * time.Minute))},
+		{name: "spec failure retried at RetryAt",
+			in: Input{Now: at(time.Hour), LastFailure: Spec, RetryAt: at(time.Minute)}, want: refresh(at(time.Hour))},
 		{name: "spec failure lifted by change",
-			in: Input{Now: base, LastFailure: Spec, Changed: true}, want: refresh(base)},
+			in: Input{Now: base, LastFailure: Spec, RetryAt: at(SlowRetry), Changed: true}, want: refresh(base)},
 		{name: "spec failure lifted by change, floor still applies",
 			in: Input{Now: at(2 * time.Second), LastFailure: Spec, Changed: true, LastAttempt: base}, want: wait(at(Floor))},
 
@@ -264,7 +261,7 @@ func TestNextAttempt(t *testing.T) {
 		want  time.Time
 	}{
 		{name: "none", f: Failure{Class: None}, token: farToken, rnd: 0.5, want: time.Time{}},
-		{name: "spec", f: Failure{Class: Spec, Attempt: 3}, token: farToken, rnd: 0.5, want: time.Time{}},
+		{name: "spec", f: Failure{Class: Spec, Attempt: 3}, token: farToken, rnd: 0.5, want: now.Add(SlowRetry)},
 		{name: "credentials", f: Failure{Class: Credentials, Attempt: 1}, token: farToken, rnd: 0.5, want: now.Add(10 * time.Minute)},
 		{name: "credentials, expired token", f: Failure{Class: Credentials, Attempt: 7}, token: expired, rnd: 0, want: now.Add(10 * time.Minute)},
 		{name: "conflict", f: Failure{Class: Conflict, Attempt: 2}, token: Token{}, rnd: 0.9, want: now.Add(10 * time.Minute)},
@@ -348,8 +345,8 @@ func TestNextAttemptBounds(t *testing.T) {
 			check(t, Failure{Class: RateLimited, Cooldown: cd}, Token{}, max(cd, Floor), max(cd, Floor))
 		}
 	})
-	t.Run("none and spec are zero", func(t *testing.T) {
-		for _, c := range []Class{None, Spec} {
+	t.Run("none is zero", func(t *testing.T) {
+		for _, c := range []Class{None} {
 			for _, a := range attempts {
 				if got := NextAttempt(Failure{Class: c, Attempt: a, Cooldown: time.Minute}, now, Token{}, 0.5); !got.IsZero() {
 					t.Fatalf("class %d: %v, want zero", c, got)

@@ -42,7 +42,9 @@ const (
 	// key or client certificate is missing or unusable. Retried on a change
 	// and slowly.
 	Credentials
-	// Spec: the spec is inconsistent; retried only when it changes.
+	// Spec: the spec is inconsistent, or the operator's address policy
+	// refuses the URL. Found before any provider call, so the slow retry
+	// costs the provider nothing and picks up a restart with other flags.
 	Spec
 	// Conflict: the target Secret is not ours to write; retried when it or
 	// the spec changes, and slowly.
