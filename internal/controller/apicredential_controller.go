@@ -89,6 +89,11 @@ type APICredentialReconciler struct {
 	minted map[types.NamespacedName]mintedFor
 	// certWarned remembers the certificate expiry already warned about.
 	certWarned map[types.NamespacedName]time.Time
+	// rechecked lists the credentials whose spec failure this process has
+	// re-checked: a spec failure may come from the address policy of an
+	// operator since restarted with other flags, and a re-check costs the
+	// provider nothing (it fails before any call).
+	rechecked map[types.NamespacedName]bool
 }
 
 type mintedFor struct {
@@ -252,14 +257,15 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		last = t.inputs
 	}
 	requested := cred.Annotations[authv1alpha1.AnnotationRefreshRequestedAt]
+	lastFailure := failureClass(p.status)
 	in := refresh.Input{
 		Now:                 p.now,
 		Token:               p.token,
-		Changed:             inputs != last || requested != p.status.LastHandledRefreshRequest,
+		Changed:             inputs != last || requested != p.status.LastHandledRefreshRequest || (lastFailure == refresh.Spec && r.firstRecheck(cred)),
 		RefreshBefore:       refreshBeforeSpec(cred),
 		InvalidatesPrevious: tr.InvalidatesPrevious,
 		Jitter:              jitter(cred.UID, p.token.IssuedAt),
-		LastFailure:         failureClass(p.status),
+		LastFailure:         lastFailure,
 		LastAttempt:         timeOf(p.status.LastAttemptTime),
 		HostCooldownUntil:   r.Tokens.CooldownUntil(host),
 	}
@@ -569,11 +575,27 @@ func (r *APICredentialReconciler) lastMinted(cred *authv1alpha1.APICredential) (
 	return m, ok && m.uid == cred.UID
 }
 
+// firstRecheck reports true once per credential and process.
+func (r *APICredentialReconciler) firstRecheck(cred *authv1alpha1.APICredential) bool {
+	key := client.ObjectKeyFromObject(cred)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rechecked[key] {
+		return false
+	}
+	if r.rechecked == nil {
+		r.rechecked = map[types.NamespacedName]bool{}
+	}
+	r.rechecked[key] = true
+	return true
+}
+
 func (r *APICredentialReconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.minted, key)
 	delete(r.certWarned, key)
+	delete(r.rechecked, key)
 	r.Metrics.Forget(key.Namespace, key.Name)
 }
 

@@ -31,10 +31,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/sandbox"
 	"github.com/tokenwarden/tokenwarden/internal/testenv"
 )
@@ -49,6 +52,8 @@ var (
 	k8s    client.Client // uncached: what tests assert through
 	scheme = runtime.NewScheme()
 	logs   lockedBuffer
+	// testMetrics is shared: controller-runtime serves one registry.
+	testMetrics = metrics.New(crmetrics.Registry)
 	// secrets collects every secret value used or issued in the suite;
 	// none may appear in a log line, event, condition or status field.
 	secrets secretSet
@@ -131,6 +136,7 @@ func TestMain(m *testing.M) {
 
 // harness is one test's namespace, sandbox provider and manager.
 type harness struct {
+	config harnessConfig
 	t      *testing.T
 	ns     string
 	sb     *sandbox.Server
@@ -143,16 +149,29 @@ type harness struct {
 	failErr     error
 }
 
-type harnessOption func(*sandbox.Options)
+// harnessConfig is what a test may change about its harness.
+type harnessConfig struct {
+	sandbox sandbox.Options
+	auth    auth.Options
+	// metricsAddr serves /metrics over HTTPS behind authentication and
+	// authorization when set.
+	metricsAddr string
+	// serial keeps the test out of the parallel group (for measurements).
+	serial bool
+}
+
+type harnessOption func(*harnessConfig)
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
-	t.Parallel()
-	so := sandbox.Options{}
+	hc := harnessConfig{auth: auth.Options{AllowPrivateNetworks: true, HostRequestsPerMinute: 600}}
 	for _, o := range opts {
-		o(&so)
+		o(&hc)
 	}
-	sb, err := sandbox.Start(so)
+	if !hc.serial {
+		t.Parallel()
+	}
+	sb, err := sandbox.Start(hc.sandbox)
 	if err != nil {
 		t.Fatalf("starting sandbox: %v", err)
 	}
@@ -161,7 +180,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
-	h := &harness{t: t, ns: ns.Name, sb: sb}
+	h := &harness{t: t, ns: ns.Name, sb: sb, config: hc}
 	h.secret("sandbox-ca", map[string]string{"ca.crt": string(sb.CA.CertPEM)})
 	h.startManager()
 	t.Cleanup(h.stopManager)
@@ -173,10 +192,17 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 // new token client, empty memory.
 func (h *harness) startManager() {
 	h.t.Helper()
-	h.tokens = auth.NewClient(auth.Options{AllowPrivateNetworks: true, HostRequestsPerMinute: 600})
+	ao := h.config.auth
+	ao.Observe = testMetrics.ObserveRequest
+	h.tokens = auth.NewClient(ao)
+	mo := metricsserver.Options{BindAddress: "0"}
+	if h.config.metricsAddr != "" {
+		mo = metricsserver.Options{BindAddress: h.config.metricsAddr, SecureServing: true,
+			FilterProvider: filters.WithAuthenticationAndAuthorization}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                mo,
 		HealthProbeBindAddress: "0",
 		Cache:                  CacheOptions([]string{h.ns}),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
@@ -201,6 +227,7 @@ func (h *harness) startManager() {
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),
 		Rand:       func() float64 { return 0.5 },
 		Namespaces: []string{h.ns},
+		Metrics:    testMetrics,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		cancel()
