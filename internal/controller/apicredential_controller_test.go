@@ -487,3 +487,77 @@ func TestNoOpReconcileWritesNothing(t *testing.T) {
 		t.Errorf("%d new events on a no-op reconcile", got-events)
 	}
 }
+
+func TestStaticTokenWarnsThenExpires(t *testing.T) {
+	h := newHarness(t)
+	// One token expires within the week: warned at once.
+	h.secret("soon", map[string]string{"jwt": jwtWithExp(time.Now().Add(72 * time.Hour))})
+	h.credential("soon", authv1alpha1.APICredentialSpec{
+		Static: &authv1alpha1.StaticToken{SecretName: "soon", TokenKey: "jwt"}, Target: targetSpec("soon-authorization"),
+	})
+	c := h.waitCondition("soon", authv1alpha1.ConditionDegraded, metav1.ConditionTrue, authv1alpha1.ReasonTokenExpiringSoon, readyWait)
+	if cond := condition(c, authv1alpha1.ConditionReady); cond.Status != metav1.ConditionTrue {
+		t.Errorf("Ready %s for a static token that has not expired", cond.Status)
+	}
+	// Another expires in seconds: warned, then Ready=False TokenExpired.
+	h.secret("brief", map[string]string{"jwt": jwtWithExp(time.Now().Add(5 * time.Second))})
+	h.credential("brief", authv1alpha1.APICredentialSpec{
+		Static: &authv1alpha1.StaticToken{SecretName: "brief", TokenKey: "jwt", WarnBefore: &metav1.Duration{Duration: 3 * time.Second}},
+		Target: targetSpec("brief-authorization"),
+	})
+	h.waitCondition("brief", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
+	h.waitCondition("brief", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonTokenExpired, 10*time.Second)
+	if got := string(h.targetSecret("brief-authorization").Data["authorization"]); !strings.HasPrefix(got, "Bearer ") {
+		t.Errorf("the expired static token was removed from the target Secret")
+	}
+	// A new token in the source Secret is synced at once.
+	h.updateSecret("brief", map[string]string{"jwt": jwtWithExp(time.Now().Add(30 * 24 * time.Hour))})
+	h.waitCondition("brief", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonTokenValid, 5*time.Second)
+	h.waitCondition("brief", authv1alpha1.ConditionDegraded, metav1.ConditionFalse, "", 5*time.Second)
+	if r := h.eventReasons(); r[EventTokenExpiringSoon] != 2 {
+		t.Errorf("events %v, want one TokenExpiringSoon per credential", r)
+	}
+}
+
+func TestRefreshRequestAnnotationAndSuspend(t *testing.T) {
+	h := newHarness(t)
+	h.client("ondemand")
+	h.credential("ondemand", authv1alpha1.APICredentialSpec{TokenRequest: h.flowB("ondemand"), Target: targetSpec("ondemand-token")})
+	h.waitCondition("ondemand", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
+	first := string(h.targetSecret("ondemand-token").Data["token"])
+	time.Sleep(10 * time.Second) // the floor between two calls
+
+	c := h.get("ondemand")
+	c.Annotations = map[string]string{authv1alpha1.AnnotationRefreshRequestedAt: "after-revocation-1"}
+	if err := k8s.Update(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, func() string {
+		if h.get("ondemand").Status.LastHandledRefreshRequest != "after-revocation-1" {
+			return "refresh request not handled"
+		}
+		return ""
+	})
+	if got := string(h.targetSecret("ondemand-token").Data["token"]); got == first {
+		t.Errorf("no new token after a refresh request")
+	}
+	if n := h.sb.Calls("ondemand"); n != 2 {
+		t.Errorf("%d provider calls, want 2", n)
+	}
+
+	// Suspended: no calls, even on request; status says so.
+	c = h.get("ondemand")
+	c.Spec.Suspend = true
+	c.Annotations[authv1alpha1.AnnotationRefreshRequestedAt] = "while-suspended"
+	if err := k8s.Update(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCondition("ondemand", authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonSuspended, 10*time.Second)
+	time.Sleep(12 * time.Second)
+	if n := h.sb.Calls("ondemand"); n != 2 {
+		t.Errorf("%d provider calls while suspended, want 2", n)
+	}
+	if got := h.get("ondemand"); got.Status.Reason != authv1alpha1.ReasonSuspended || got.Status.NextRefreshTime != nil {
+		t.Errorf("suspended status: reason %q, nextRefreshTime %v", got.Status.Reason, got.Status.NextRefreshTime)
+	}
+}
