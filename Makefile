@@ -13,6 +13,7 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # How long each fuzz target runs inside `make test`; `make fuzz FUZZTIME=5m` for longer.
 FUZZTIME ?= 5s
 TEST_TIMEOUT ?= 30m
+E2E_TIMEOUT ?= 20m
 IMG ?= tokenwarden:dev
 
 .PHONY: all
@@ -56,6 +57,14 @@ test: manifests generate vet ## Unit and envtest suites against a real kube-apis
 	echo "Using control plane binaries in $$assets"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -race -timeout $(TEST_TIMEOUT) ./... ; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+.PHONY: test-e2e
+test-e2e: ## End to end: the built manager and sandbox against a real control plane with the shipped CRD and RBAC, and `make demo` driven to Ready and Ctrl-C (needs kubectl).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/sandbox ./cmd/sandbox
+	@assets="$$(hack/control-plane.sh $(LOCALBIN))"; \
+	echo "Using control plane binaries in $$assets"; \
+	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.

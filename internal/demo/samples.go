@@ -1,0 +1,426 @@
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+)
+
+// CASecretName is the Secret, added to every namespace holding a sample
+// APICredential, that holds the sandbox CA under CASecretKey; every rewritten
+// tokenRequest trusts it through spec.tokenRequest.caBundle.
+const (
+	CASecretName = "sandbox-ca"
+	CASecretKey  = "ca.crt"
+)
+
+// StaticTokenLifetime is the exp of the JWT put into the static (flow D)
+// sample: far beyond its default warnBefore of a week, so it is Ready and
+// not Degraded.
+const StaticTokenLifetime = 90 * 24 * time.Hour
+
+// Scheme knows the core types and APICredential.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := authv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Credential is one sample APICredential as the demo and the suite see it.
+type Credential struct {
+	Namespace, Name string
+	// Flow is A, B or C (from the token URL's path, which the samples share
+	// with the sandbox) or D (static).
+	Flow string
+	// ClientID is the sandbox client the credential authenticates as; the
+	// sandbox counts its calls under this id. Empty for flow D.
+	ClientID string
+	// TargetSecret is spec.target.secretName.
+	TargetSecret string
+}
+
+// Samples are the objects of config/samples, loaded in the order of its
+// kustomization, ready to be pointed at a sandbox provider.
+type Samples struct {
+	objects []client.Object
+	gvks    []schema.GroupVersionKind
+	creds   []Credential
+	// Clients maps each sandbox client id to its secret: one client per
+	// token-request sample, named after the APICredential. Start the
+	// sandbox with them (SandboxOptions.Clients).
+	Clients map[string]string
+	// Passphrase protects the PKCS#12 files the sandbox writes and is put
+	// into the certificate Secret of the flow-A sample.
+	Passphrase string
+	// values are every secret value generated here, for leak checks.
+	values []string
+}
+
+// LoadSamples reads the resources listed in dir/kustomization.yaml
+// (config/samples) and assigns each token-request APICredential a sandbox
+// client with a fresh random secret.
+func LoadSamples(dir string) (*Samples, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(raw, &k); err != nil {
+		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+	}
+	decoder := serializer.NewCodecFactory(Scheme()).UniversalDeserializer()
+	s := &Samples{Clients: map[string]string{}}
+	s.Passphrase = s.random("p12")
+	for _, res := range k.Resources {
+		data, err := os.ReadFile(filepath.Join(dir, res))
+		if err != nil {
+			return nil, fmt.Errorf("sample %s (only files are supported): %w", res, err)
+		}
+		docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := docs.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("sample %s: %w", res, err)
+			}
+			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+				continue
+			}
+			obj, gvk, err := decoder.Decode(doc, nil, nil)
+			if err != nil {
+				return nil, fmt.Errorf("sample %s: %w", res, err)
+			}
+			co, ok := obj.(client.Object)
+			if !ok {
+				return nil, fmt.Errorf("sample %s: %s is not an object", res, gvk)
+			}
+			if sec, ok := co.(*corev1.Secret); ok {
+				// One place for values: fold stringData into data.
+				if sec.Data == nil {
+					sec.Data = map[string][]byte{}
+				}
+				for k, v := range sec.StringData {
+					sec.Data[k] = []byte(v)
+				}
+				sec.StringData = nil
+			}
+			s.objects = append(s.objects, co)
+			s.gvks = append(s.gvks, *gvk)
+		}
+	}
+	for _, c := range s.APICredentials() {
+		cred := Credential{Namespace: c.Namespace, Name: c.Name, Flow: "D", TargetSecret: string(c.Spec.Target.SecretName)}
+		if tr := c.Spec.TokenRequest; tr != nil {
+			u, err := url.Parse(tr.URL)
+			if err != nil {
+				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+			}
+			if cred.Flow, err = flowOfPath(u.Path); err != nil {
+				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+			}
+			cred.ClientID = c.Name
+			if _, dup := s.Clients[c.Name]; dup {
+				return nil, fmt.Errorf("two samples named %s: the sandbox client ids would clash", c.Name)
+			}
+			s.Clients[c.Name] = s.random("secret")
+		}
+		s.creds = append(s.creds, cred)
+	}
+	if len(s.creds) == 0 {
+		return nil, fmt.Errorf("no APICredential in %s", dir)
+	}
+	return s, nil
+}
+
+// stripComments drops comment-only lines, so that a document holding
+// nothing but comments counts as empty.
+func stripComments(doc []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out.Write(line)
+			out.WriteByte('\n')
+		}
+	}
+	return out.Bytes()
+}
+
+// flowOfPath maps a sample's token path to the sandbox flow serving it; the
+// samples use the real providers' paths and the sandbox serves the same.
+func flowOfPath(p string) (string, error) {
+	switch p {
+	case sandbox.PathFlowA:
+		return "A", nil
+	case sandbox.PathFlowB:
+		return "B", nil
+	case sandbox.PathFlowC:
+		return "C", nil
+	}
+	return "", fmt.Errorf("token path %q is none of the sandbox's (%s, %s, %s)", p, sandbox.PathFlowA, sandbox.PathFlowB, sandbox.PathFlowC)
+}
+
+func (s *Samples) random(prefix string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	v := prefix + "-" + hex.EncodeToString(b)
+	s.values = append(s.values, v)
+	return v
+}
+
+// Credentials lists the sample APICredentials in sample order.
+func (s *Samples) Credentials() []Credential { return append([]Credential(nil), s.creds...) }
+
+// SecretValues are every secret value the samples were filled with (client
+// secrets, the PKCS#12 passphrase, the static token and its secret); none
+// may ever appear in a log line, an event or a status.
+func (s *Samples) SecretValues() []string { return append([]string(nil), s.values...) }
+
+// APICredentials returns the sample APICredentials (the objects themselves).
+func (s *Samples) APICredentials() []*authv1alpha1.APICredential {
+	var out []*authv1alpha1.APICredential
+	for _, o := range s.objects {
+		if c, ok := o.(*authv1alpha1.APICredential); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Objects returns every object, namespaces first, in sample order.
+func (s *Samples) Objects() []client.Object {
+	var ns, rest []client.Object
+	for _, o := range s.objects {
+		if _, ok := o.(*corev1.Namespace); ok {
+			ns = append(ns, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	return append(ns, rest...)
+}
+
+func (s *Samples) secret(namespace, name string) (*corev1.Secret, error) {
+	for _, o := range s.objects {
+		if sec, ok := o.(*corev1.Secret); ok && sec.Namespace == namespace && sec.Name == name {
+			return sec, nil
+		}
+	}
+	return nil, fmt.Errorf("Secret %s/%s is referenced by a sample but is not among the samples", namespace, name)
+}
+
+// Provider is what PointAt needs to know of a running sandbox.
+type Provider interface {
+	// BaseURL is https://host:port.
+	BaseURL() string
+	// CACertPEM is the CA that signed the server certificate.
+	CACertPEM() []byte
+	// ClientFile returns the file the sandbox wrote for a client: ext is
+	// "p12", "crt" or "key".
+	ClientFile(clientID, ext string) ([]byte, error)
+}
+
+// PointAt rewrites the samples to use p: each token URL keeps its path and
+// gets the sandbox's scheme and host; each token request trusts the sandbox
+// CA through a caBundle Secret; the source Secrets are filled with the
+// sandbox client's credentials, a real PKCS#12 bundle for flow A, and for
+// the static flow a freshly signed JWT.
+func (s *Samples) PointAt(p Provider) error {
+	base, err := url.Parse(p.BaseURL())
+	if err != nil {
+		return err
+	}
+	caNamespaces := map[string]bool{}
+	for i, c := range s.APICredentials() {
+		id := s.creds[i].ClientID
+		if st := c.Spec.Static; st != nil {
+			sec, err := s.secret(c.Namespace, string(st.SecretName))
+			if err != nil {
+				return err
+			}
+			jwt := StaticJWT(c.Name, time.Now().Add(StaticTokenLifetime))
+			s.values = append(s.values, jwt)
+			sec.Data[string(st.TokenKey)] = []byte(jwt)
+			if st.SecretKey != nil {
+				sec.Data[string(*st.SecretKey)] = []byte(s.random("app-secret"))
+			}
+			continue
+		}
+		tr := c.Spec.TokenRequest
+		u, err := url.Parse(tr.URL)
+		if err != nil {
+			return err
+		}
+		u.Scheme, u.Host = base.Scheme, base.Host
+		tr.URL = u.String()
+		caName := authv1alpha1.SecretName(CASecretName)
+		tr.CABundle = &authv1alpha1.CABundle{SecretName: &caName, Key: CASecretKey}
+		if !caNamespaces[c.Namespace] {
+			caNamespaces[c.Namespace] = true
+			s.objects = append(s.objects, &corev1.Secret{
+				ObjectMeta: metaIn(c.Namespace, CASecretName),
+				Data:       map[string][]byte{CASecretKey: p.CACertPEM()},
+			})
+			s.gvks = append(s.gvks, corev1.SchemeGroupVersion.WithKind("Secret"))
+		}
+		secret := s.Clients[id]
+		if ba := tr.BasicAuth; ba != nil {
+			sec, err := s.secret(c.Namespace, string(ba.SecretName))
+			if err != nil {
+				return err
+			}
+			sec.Data[string(ba.UsernameKey)] = []byte(id)
+			sec.Data[string(ba.PasswordKey)] = []byte(secret)
+		}
+		if cc := tr.ClientCertificate; cc != nil {
+			if err := s.fillCertificate(p, c, cc, id); err != nil {
+				return err
+			}
+		}
+		for _, params := range [][]authv1alpha1.Parameter{tr.Form, tr.JSON, tr.Headers} {
+			for _, prm := range params {
+				if prm.ValueFrom == nil {
+					continue
+				}
+				ref := prm.ValueFrom.SecretKeyRef
+				sec, err := s.secret(c.Namespace, string(ref.Name))
+				if err != nil {
+					return err
+				}
+				v, err := parameterValue(prm.Name, id, secret)
+				if err != nil {
+					return fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+				}
+				sec.Data[string(ref.Key)] = []byte(v)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Samples) fillCertificate(p Provider, c *authv1alpha1.APICredential, cc *authv1alpha1.ClientCertificate, id string) error {
+	sec, err := s.secret(c.Namespace, string(cc.SecretName))
+	if err != nil {
+		return err
+	}
+	if cc.PKCS12Key != nil {
+		if cc.PassphraseKey == nil {
+			return fmt.Errorf("sample %s/%s: a PKCS#12 bundle without passphraseKey is not supported by the sandbox", c.Namespace, c.Name)
+		}
+		p12, err := p.ClientFile(id, "p12")
+		if err != nil {
+			return err
+		}
+		sec.Data[string(*cc.PKCS12Key)] = p12
+		sec.Data[string(*cc.PassphraseKey)] = []byte(s.Passphrase)
+		return nil
+	}
+	if cc.PassphraseKey != nil {
+		return fmt.Errorf("sample %s/%s: the sandbox writes unencrypted PEM keys; drop passphraseKey", c.Namespace, c.Name)
+	}
+	crt, err := p.ClientFile(id, "crt")
+	if err != nil {
+		return err
+	}
+	key, err := p.ClientFile(id, "key")
+	if err != nil {
+		return err
+	}
+	sec.Data[string(*cc.CertificateKey)] = crt
+	sec.Data[string(*cc.PrivateKeyKey)] = key
+	return nil
+}
+
+// parameterValue picks the client id or the secret for a form, JSON or
+// header parameter read from a Secret, by its name (clientId, client_secret,
+// apiKey, ...).
+func parameterValue(name, id, secret string) (string, error) {
+	n := strings.ToLower(name)
+	switch {
+	case strings.Contains(n, "secret") || strings.Contains(n, "password"):
+		return secret, nil
+	case strings.Contains(n, "id") || strings.Contains(n, "user") || strings.Contains(n, "key"):
+		return id, nil
+	}
+	return "", fmt.Errorf("parameter %q: cannot tell whether it is the client id or the secret", name)
+}
+
+// YAML renders the objects as a multi-document manifest for kubectl apply.
+func (s *Samples) YAML() ([]byte, error) {
+	var out bytes.Buffer
+	for i, o := range s.objects {
+		o.GetObjectKind().SetGroupVersionKind(s.gvks[i])
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		out.WriteString("---\n")
+		out.Write(b)
+	}
+	return out.Bytes(), nil
+}
+
+// Apply creates the objects with c, namespaces first.
+func (s *Samples) Apply(ctx context.Context, c client.Client) error {
+	for _, o := range s.Objects() {
+		if err := c.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// StaticJWT returns an HS256-signed JWT for subject expiring at exp, signed
+// with a random key nobody keeps: tokenwarden only reads its exp claim.
+func StaticJWT(subject string, exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
+	jti := make([]byte, 12)
+	_, _ = rand.Read(jti)
+	payload, _ := json.Marshal(map[string]any{
+		"sub": subject,
+		"iat": time.Now().Unix(),
+		"exp": exp.Unix(),
+		"jti": hex.EncodeToString(jti),
+	})
+	input := enc(header) + "." + enc(payload)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(input))
+	return input + "." + enc(mac.Sum(nil))
+}
