@@ -34,7 +34,8 @@ const (
 	ReasonNotIssued = "NotIssued"
 	// ReasonTokenExpired (Ready=False): the token in the target Secret has expired.
 	ReasonTokenExpired = "TokenExpired"
-	// ReasonSuspended (Ready and Degraded): spec.suspend is true.
+	// ReasonSuspended (Degraded=False, and status.reason): spec.suspend is
+	// true.
 	ReasonSuspended = "Suspended"
 	// ReasonRefreshSucceeded (Degraded=False): the most recent attempt succeeded.
 	ReasonRefreshSucceeded = "RefreshSucceeded"
@@ -362,6 +363,7 @@ type TargetSecret struct {
 	// {"token.env": "TOKEN={{ .Token }}"}.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="spec.target.template keys must be valid Secret keys (letters, digits, '-', '_' and '.')"
 	Template map[string]string `json:"template,omitempty"`
 }
 
@@ -444,8 +446,8 @@ type APICredentialStatus struct {
 // +kubebuilder:resource:shortName=apicred,categories=tokenwarden
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.tokenExpiresAt`
-// +kubebuilder:printcolumn:name="Next Refresh",type=date,JSONPath=`.status.nextRefreshTime`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.tokenExpiresAt`
+// +kubebuilder:printcolumn:name="Next Refresh",type=string,JSONPath=`.status.nextRefreshTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type APICredential struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -161,6 +161,9 @@ func TestValidationRejects(t *testing.T) {
 			n := authv1alpha1.SecretName("roots")
 			c.Spec.TokenRequest.CABundle = &authv1alpha1.CABundle{SecretName: &n, ConfigMapName: ptr.To("roots"), Key: "ca.crt"}
 		}, []string{"spec.tokenRequest.caBundle", "exactly one of secretName and configMapName"}},
+		{"template key that is not a Secret key", func(c *authv1alpha1.APICredential) {
+			c.Spec.Target.Template = map[string]string{"token env": "TOKEN={{ .Token }}"}
+		}, []string{"spec.target.template", "keys must be valid Secret keys"}},
 		{"unknown method", func(c *authv1alpha1.APICredential) { c.Spec.TokenRequest.Method = "PUT" },
 			[]string{"spec.tokenRequest.method", "Unsupported value"}},
 	}
