@@ -1,4 +1,7 @@
 # Build a static manager binary, then ship it on a distroless, non-root base.
+# test/manifests/dockerfile_test.go checks this file against the module and the
+# Deployment (package, copied folders, user, entrypoint, static binary); the
+# image itself is not built by the tests.
 FROM golang:1.26 AS builder
 ARG TARGETOS
 ARG TARGETARCH
