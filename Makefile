@@ -95,6 +95,16 @@ build: manifests generate vet ## Build the manager binary into bin/.
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	go run ./cmd --leader-elect=false
 
+.PHONY: demo
+demo: ## Run a local control plane, the sandbox provider and the operator with the four samples; watch tokens refresh live. Ctrl-C stops everything.
+	@echo "demo: building bin/manager, bin/sandbox and bin/demo"
+	@go build -o $(LOCALBIN)/manager ./cmd
+	@go build -o $(LOCALBIN)/sandbox ./cmd/sandbox
+	@go build -o $(LOCALBIN)/demo ./cmd/demo
+	@echo "demo: kube-apiserver and etcd from bin/k8s, or built from source on the first run (8-15 minutes, progress below)"
+	@assets="$$(hack/control-plane.sh $(LOCALBIN))"; \
+	KUBEBUILDER_ASSETS="$$assets" exec $(LOCALBIN)/demo $(DEMO_ARGS)
+
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build -t $(IMG) .

@@ -221,17 +221,35 @@ func (s *Samples) APICredentials() []*authv1alpha1.APICredential {
 	return out
 }
 
-// Objects returns every object, namespaces first, in sample order.
+// Objects returns every object in the order they are applied: namespaces,
+// then Secrets, then the rest (APICredentials), each in sample order, so
+// that no APICredential is seen before the Secrets it reads.
 func (s *Samples) Objects() []client.Object {
-	var ns, rest []client.Object
-	for _, o := range s.objects {
-		if _, ok := o.(*corev1.Namespace); ok {
-			ns = append(ns, o)
-		} else {
-			rest = append(rest, o)
+	out, _ := s.ordered()
+	return out
+}
+
+func (s *Samples) ordered() ([]client.Object, []schema.GroupVersionKind) {
+	rank := func(o client.Object) int {
+		switch o.(type) {
+		case *corev1.Namespace:
+			return 0
+		case *corev1.Secret:
+			return 1
+		}
+		return 2
+	}
+	var objs []client.Object
+	var gvks []schema.GroupVersionKind
+	for r := 0; r <= 2; r++ {
+		for i, o := range s.objects {
+			if rank(o) == r {
+				objs = append(objs, o)
+				gvks = append(gvks, s.gvks[i])
+			}
 		}
 	}
-	return append(ns, rest...)
+	return objs, gvks
 }
 
 func (s *Samples) secret(namespace, name string) (*corev1.Secret, error) {
@@ -379,11 +397,13 @@ func parameterValue(name, id, secret string) (string, error) {
 	return "", fmt.Errorf("parameter %q: cannot tell whether it is the client id or the secret", name)
 }
 
-// YAML renders the objects as a multi-document manifest for kubectl apply.
+// YAML renders the objects, in the order of Objects, as a multi-document
+// manifest for kubectl apply.
 func (s *Samples) YAML() ([]byte, error) {
 	var out bytes.Buffer
-	for i, o := range s.objects {
-		o.GetObjectKind().SetGroupVersionKind(s.gvks[i])
+	objs, gvks := s.ordered()
+	for i, o := range objs {
+		o.GetObjectKind().SetGroupVersionKind(gvks[i])
 		b, err := yaml.Marshal(o)
 		if err != nil {
 			return nil, err
