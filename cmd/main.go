@@ -46,6 +46,7 @@ type options struct {
 	allowedHosts          string
 	hostRequestsPerMinute int
 	enableHTTP2           bool
+	workers               int
 }
 
 func main() {
@@ -67,6 +68,8 @@ func main() {
 		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host.")
 	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", 120,
 		"Token requests per minute allowed to one token host, shared by all APICredentials.")
+	flag.IntVar(&o.workers, "max-concurrent-reconciles", 16,
+		"APICredentials reconciled at once. Each pass of one APICredential runs alone; more workers keep large fleets fresh.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 as well (off because of the HTTP/2 rapid reset CVEs).")
 	zapOpts := zap.Options{}
@@ -125,6 +128,7 @@ func run(o options) error {
 		Rand:       rand.Float64,
 		Namespaces: splitList(o.watchNamespaces),
 		Metrics:    m,
+		Workers:    o.workers,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the APICredential controller: %w", err)
 	}

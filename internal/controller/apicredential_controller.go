@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -74,6 +75,9 @@ type APICredentialReconciler struct {
 	// Metrics records attempts and per-credential timestamps; nil records
 	// nothing.
 	Metrics *metrics.Metrics
+	// Workers is how many APICredentials are reconciled at once (default
+	// 1). Passes of one APICredential never overlap.
+	Workers int
 	// Namespaces limits the watch to these namespaces (a namespaced
 	// install); empty means all.
 	Namespaces []string
@@ -119,6 +123,7 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apicredential").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		For(&authv1alpha1.APICredential{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
@@ -454,7 +459,11 @@ func (r *APICredentialReconciler) writeStatus(ctx context.Context, cred *authv1a
 	}
 	patch := client.MergeFrom(cred.DeepCopy())
 	cred.Status = status
-	return r.Client.Status().Patch(ctx, cred, patch)
+	if err := r.Client.Status().Patch(ctx, cred, patch); err != nil {
+		return err
+	}
+	r.awaitOwnWrite(ctx, cred)
+	return nil
 }
 
 // classify maps an error to a condition reason and a retry class; "" for

@@ -228,6 +228,7 @@ func (h *harness) startManager() {
 		Rand:       func() float64 { return 0.5 },
 		Namespaces: []string{h.ns},
 		Metrics:    testMetrics,
+		Workers:    4,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		cancel()

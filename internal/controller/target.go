@@ -181,10 +181,14 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		if err := controllerutil.SetControllerReference(cred, sec, r.Scheme); err != nil {
 			return err
 		}
-		return r.Client.Create(ctx, sec)
+		if err := r.Client.Create(ctx, sec); err != nil {
+			return err
+		}
+		r.awaitOwnWrite(ctx, sec)
+		return nil
 	}
 	sec := existing.DeepCopy()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		// Keep what others added to the Secret's metadata; own the data.
 		if sec.Labels == nil {
 			sec.Labels = map[string]string{}
@@ -212,4 +216,8 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		sec = fresh
 		return err
 	})
+	if err == nil {
+		r.awaitOwnWrite(ctx, sec)
+	}
+	return err
 }
