@@ -602,18 +602,24 @@ func (o *operator) refreshable() []demo.Credential {
 
 // testRefresh watches the target Secrets over several token lifetimes:
 // each token is replaced, expires-at moves forward, and the Secret never
-// holds an expired token.
+// holds an expired token. Every provider call must show up as a new token
+// (no call is wasted, e.g. a second request right after a first whose
+// token was already written), and no two tokens are issued closer than the
+// 10 s floor.
 func (o *operator) testRefresh(t *testing.T) {
 	const watch = 50 * time.Second // 2.5 lifetimes
 	type seen struct {
-		tokens  int
-		last    string
-		lastExp time.Time
-		minLeft time.Duration
+		tokens     int
+		last       string
+		lastExp    time.Time
+		lastIssued time.Time
+		minLeft    time.Duration
+		minGap     time.Duration
 	}
 	state := map[string]*seen{}
 	k := kubectl{t: t, kubeconfig: o.k.kubeconfig}
-	for end := time.Now().Add(watch); time.Now().Before(end); time.Sleep(time.Second) {
+	var calls0 map[string]int
+	poll := func() {
 		var list corev1.SecretList
 		k.mustGetJSON(&list, "secrets", "-n", samplesNamespace, "-l", authv1alpha1.LabelManagedBy+"="+authv1alpha1.ManagedByValue)
 		now := time.Now()
@@ -628,9 +634,13 @@ func (o *operator) testRefresh(t *testing.T) {
 			}
 			tok := string(s.Data["token"])
 			exp := expiresAt(t, s)
+			issued, err := time.Parse(time.RFC3339, s.Annotations[authv1alpha1.AnnotationIssuedAt])
+			if err != nil {
+				t.Errorf("%s: annotation %s: %v", c.Name, authv1alpha1.AnnotationIssuedAt, err)
+			}
 			st := state[c.Name]
 			if st == nil {
-				st = &seen{minLeft: time.Hour}
+				st = &seen{minLeft: time.Hour, minGap: time.Hour}
 				state[c.Name] = st
 			}
 			if left := exp.Sub(now); left < st.minLeft {
@@ -640,20 +650,41 @@ func (o *operator) testRefresh(t *testing.T) {
 				t.Errorf("%s: Secret holds a token that expired at %s (now %s)", c.Name, exp.Format(time.RFC3339), now.Format(time.RFC3339))
 			}
 			if tok != st.last {
-				if st.last != "" && !exp.After(st.lastExp) {
-					t.Errorf("%s: new token expires at %s, not after the previous %s", c.Name, exp, st.lastExp)
+				if st.last != "" {
+					if !exp.After(st.lastExp) {
+						t.Errorf("%s: new token expires at %s, not after the previous %s", c.Name, exp, st.lastExp)
+					}
+					if gap := issued.Sub(st.lastIssued); gap < st.minGap {
+						st.minGap = gap
+					}
+					st.tokens++
 				}
 				o.leaks = append(o.leaks, tok)
-				st.tokens++
-				st.last, st.lastExp = tok, exp
+				st.last, st.lastExp, st.lastIssued = tok, exp, issued
 			}
 		}
 	}
+	poll() // the tokens in place; st.tokens counts replacements from here
+	calls0 = o.allCalls(t)
+	for end := time.Now().Add(watch); time.Now().Before(end); {
+		time.Sleep(time.Second)
+		poll()
+	}
+	calls1 := o.allCalls(t)
+	poll() // a call counted in calls1 has written its token by now
 	for _, c := range o.refreshable() {
 		st := state[c.Name]
-		t.Logf("%s (flow %s): %d tokens in %s, least time left before expiry %s", c.Name, c.Flow, st.tokens, watch, st.minLeft.Round(100*time.Millisecond))
-		if st.tokens < 4 {
-			t.Errorf("%s: %d distinct tokens in %s with %s lifetimes, want at least 4", c.Name, st.tokens, watch, tokenLifetime)
+		n := calls1[c.ClientID] - calls0[c.ClientID]
+		t.Logf("%s (flow %s): %d provider calls, %d new tokens in %s; least time left before expiry %s; shortest gap between tokens %s",
+			c.Name, c.Flow, n, st.tokens, watch, st.minLeft.Round(100*time.Millisecond), st.minGap)
+		if st.tokens < 3 {
+			t.Errorf("%s: %d new tokens in %s with %s lifetimes, want at least 3", c.Name, st.tokens, watch, tokenLifetime)
+		}
+		if n > st.tokens {
+			t.Errorf("%s: %d provider calls but only %d new tokens reached the Secret: %d calls were wasted", c.Name, n, st.tokens, n-st.tokens)
+		}
+		if st.minGap < 9*time.Second {
+			t.Errorf("%s: two tokens issued %s apart, below the 10 s floor", c.Name, st.minGap)
 		}
 	}
 }
