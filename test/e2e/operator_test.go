@@ -467,15 +467,10 @@ func (o *operator) testReady(t *testing.T) {
 			t.Errorf("%s: Secret labels %v", c.Name, s.Labels)
 		}
 		checkOwner(t, s, cred)
-		// Degraded may be absent here: a pass that found the token already in
-		// the Secret (after its first status write lost a race) sets only
-		// Ready. It must not be True.
-		switch d := cond(cred, authv1alpha1.ConditionDegraded); d.Status {
-		case metav1.ConditionFalse:
-		case "<none>":
-			t.Logf("%s: Ready=True without a Degraded condition", c.Name)
-		default:
-			t.Errorf("%s: Degraded %s/%s: %s", c.Name, d.Status, d.Reason, d.Message)
+		// `kubectl wait --for=condition=Degraded=false` must work as soon as
+		// a credential is Ready: Degraded is False, not absent.
+		if d := cond(cred, authv1alpha1.ConditionDegraded); d.Status != metav1.ConditionFalse {
+			t.Errorf("%s: Ready=True but Degraded %s/%s: %s", c.Name, d.Status, d.Reason, d.Message)
 		}
 	}
 
