@@ -78,8 +78,10 @@ func Decide(in Input) Decision {
 		due = latest(due, in.RetryAt)
 	}
 	at := latest(due, in.HostCooldownUntil)
-	if !in.LastAttempt.IsZero() {
-		at = latest(at, in.LastAttempt.Add(MinInterval(in.Token, in.LastAttempt)))
+	// The token's issue time counts as an attempt too: a pass that read a
+	// status older than the token it finds still respects the floor.
+	if last := latest(in.LastAttempt, in.Token.IssuedAt); !last.IsZero() {
+		at = latest(at, last.Add(MinInterval(in.Token, last)))
 	}
 	if !at.After(in.Now) {
 		return Decision{Action: Refresh, At: in.Now}

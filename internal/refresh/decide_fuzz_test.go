@@ -61,14 +61,21 @@ func FuzzDecide(f *testing.F) {
 		if again := Decide(in); again != d {
 			t.Fatalf("not deterministic: %+v then %+v", d, again)
 		}
-		floorEnd := in.LastAttempt.Add(MinInterval(in.Token, in.LastAttempt))
+		// The floor counts from the later of the last attempt and the
+		// token's issue time.
+		last := in.LastAttempt
+		if in.Token.IssuedAt.After(last) {
+			last = in.Token.IssuedAt
+		}
+		floored := !last.IsZero()
+		floorEnd := last.Add(MinInterval(in.Token, last))
 
 		switch d.Action {
 		case Wait:
 			if !d.At.After(in.Now) {
 				t.Fatalf("Wait at %v not after now %v", d.At, in.Now)
 			}
-			if hasLast && d.At.Before(floorEnd) {
+			if floored && d.At.Before(floorEnd) {
 				t.Fatalf("Wait at %v before LastAttempt+Floor %v", d.At, floorEnd)
 			}
 			if d.At.Before(in.HostCooldownUntil) {
@@ -76,7 +83,7 @@ func FuzzDecide(f *testing.F) {
 			}
 			// Waiting needs a reason: the floor, the cool-down, a failure's
 			// RetryAt or the token's schedule.
-			reason := (hasLast && in.Now.Before(floorEnd)) || in.Now.Before(in.HostCooldownUntil) ||
+			reason := (floored && in.Now.Before(floorEnd)) || in.Now.Before(in.HostCooldownUntil) ||
 				(!changed && cls != None && hasRetry && in.Now.Before(in.RetryAt)) ||
 				(!changed && in.Token.Valid(in.Now))
 			if !reason {
@@ -86,7 +93,7 @@ func FuzzDecide(f *testing.F) {
 			if !d.At.Equal(in.Now) {
 				t.Fatalf("Refresh at %v, not now %v", d.At, in.Now)
 			}
-			if hasLast && in.Now.Before(floorEnd) {
+			if floored && in.Now.Before(floorEnd) {
 				t.Fatalf("Refresh at %v inside the floor (LastAttempt %v)", in.Now, in.LastAttempt)
 			}
 			if in.Now.Before(in.HostCooldownUntil) {
@@ -102,7 +109,7 @@ func FuzzDecide(f *testing.F) {
 		// Nothing holds a credential back: Refresh. A change, a missing or
 		// expired token with no pending retry must reach the provider once
 		// the floor and cool-down allow it.
-		free := (!hasLast || !in.Now.Before(floorEnd)) && !in.Now.Before(in.HostCooldownUntil)
+		free := (!floored || !in.Now.Before(floorEnd)) && !in.Now.Before(in.HostCooldownUntil)
 		noFailureHold := changed || cls == None || !hasRetry || !in.Now.Before(in.RetryAt)
 		if free && noFailureHold && (changed || !in.Token.Valid(in.Now)) && d.Action != Refresh {
 			t.Fatalf("%v at %v, want Refresh: %+v", d.Action, d.At, in)
@@ -119,9 +126,13 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("Wait until %v, before RefreshAt %v", d.At, ra)
 			}
 			if !hasLast && !hasCooldown {
+				due := ra
+				if floorEnd.After(due) { // the token's own issue time floors it
+					due = floorEnd
+				}
 				want := Decision{Action: Refresh, At: in.Now}
-				if in.Now.Before(ra) {
-					want = Decision{Action: Wait, At: ra}
+				if in.Now.Before(due) {
+					want = Decision{Action: Wait, At: due}
 				}
 				if d.Action != want.Action || !d.At.Equal(want.At) {
 					t.Fatalf("%v at %v, want %v at %v", d.Action, d.At, want.Action, want.At)

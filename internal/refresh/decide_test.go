@@ -120,6 +120,10 @@ func TestDecide(t *testing.T) {
 			in:   Input{Now: at(4 * time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(6 * time.Second)}, LastAttempt: at(2 * time.Second)},
 			want: wait(at(2*time.Second + Floor))},
 
+		{name: "a token newer than the last attempt in status counts as an attempt",
+			in:   Input{Now: at(time.Second), Changed: true, Token: Token{IssuedAt: base, ExpiresAt: at(time.Hour)}, LastAttempt: at(-time.Hour)},
+			want: wait(at(Floor))},
+
 		// Host cool-down (429 shared by every credential of the host).
 		{name: "cool-down delays a due refresh",
 			in:   Input{Now: at(50 * time.Minute), Token: hourToken, HostCooldownUntil: at(51 * time.Minute)},
