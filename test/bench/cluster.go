@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tokenwarden/tokenwarden/internal/testenv"
+)
+
+// etcdQuotaBytes lifts etcd's 2 GiB default backend quota: the memory phase
+// alone writes 1 GiB of Secrets, and etcd keeps old revisions until the API
+// server compacts them.
+const etcdQuotaBytes = "8589934592"
+
+// controlPlane is kube-apiserver and etcd with the audit log on.
+type controlPlane struct {
+	env        *envtest.Environment
+	cfg        *rest.Config // admin
+	dir        string
+	auditPath  string
+	kubeconfig string // admin, for the manager
+	assets     string
+	apiPid     int
+	etcdPid    int
+}
+
+func startControlPlane(dir string) (*controlPlane, error) {
+	assets, err := testenv.BinaryAssets()
+	if err != nil {
+		return nil, err
+	}
+	cp := &controlPlane{dir: dir, assets: assets, auditPath: filepath.Join(dir, "audit.log")}
+	apiDir, etcdDir := filepath.Join(dir, "apiserver"), filepath.Join(dir, "etcd")
+	for _, d := range []string{apiDir, etcdDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	etcd := &envtest.Etcd{DataDir: etcdDir}
+	etcd.Configure().Set("quota-backend-bytes", etcdQuotaBytes)
+	cp.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(testenv.Root(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{CertDir: apiDir},
+			Etcd:      etcd,
+		},
+	}
+	cp.env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policy).
+		Set("audit-log-path", cp.auditPath)
+	cfg, err := cp.env.Start()
+	if err != nil {
+		_ = cp.env.Stop()
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
+	}
+	cp.cfg = cfg
+	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(cp.kubeconfig, cp.env.KubeConfig, 0o600); err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	if cp.apiPid, err = findPid("kube-apiserver", apiDir); err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	if cp.etcdPid, err = findPid("etcd", etcdDir); err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (cp *controlPlane) stop() error { return cp.env.Stop() }
+
+// versions returns the API server's and etcd's versions.
+func (cp *controlPlane) versions() (kube, etcd string) {
+	if cs, err := kubernetes.NewForConfig(cp.cfg); err == nil {
+		if v, err := cs.Discovery().ServerVersion(); err == nil {
+			kube = v.GitVersion
+		}
+	}
+	if out, err := exec.Command(filepath.Join(cp.assets, "etcd"), "--version").Output(); err == nil {
+		line, _, _ := strings.Cut(string(out), "\n")
+		etcd = strings.TrimSpace(strings.TrimPrefix(line, "etcd Version:"))
+	}
+	return kube, etcd
+}
+
+// apiserverMetrics is GET /metrics on the API server as the admin.
+func (cp *controlPlane) apiserverMetrics(ctx context.Context) (string, error) {
+	cs, err := kubernetes.NewForConfig(cp.cfg)
+	if err != nil {
+		return "", err
+	}
+	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	return string(raw), err
+}
+
+// apiserverFamilies are the metric families kept from the API server.
+var apiserverFamilies = []string{
+	"apiserver_request_duration_seconds",
+	"apiserver_request_total",
+	"apiserver_storage_objects",
+	"apiserver_storage_size_bytes",
+	"apiserver_current_inflight_requests",
+	"apiserver_flowcontrol_request_wait_duration_seconds",
+	"apiserver_flowcontrol_rejected_requests_total",
+	"apiserver_watch_events_total",
+	"etcd_request_duration_seconds",
+	"etcd_requests_total",
+	"etcd_db_total_size_in_bytes",
+	"process_cpu_seconds_total",
+	"process_resident_memory_bytes",
+	"go_goroutines",
+}
+
+// operatorFamilies are the metric families kept from the manager.
+var operatorFamilies = []string{
+	"controller_runtime_",
+	"workqueue_",
+	"rest_client_",
+	"tokenwarden_refresh_attempts_total",
+	"tokenwarden_provider_request_duration_seconds",
+	"tokenwarden_provider_rate_limited_total",
+	"process_",
+	"go_memstats_heap",
+	"go_gc_duration_seconds",
+	"go_goroutines",
+}
+
+// meanLatency returns the mean of a histogram (…_sum/…_count) between two
+// scrapes, restricted to series matching matchers, in milliseconds.
+func meanLatency(a, b metrics, name string, matchers ...string) (ms, count float64) {
+	n := b.sum(name+"_count", matchers...) - a.sum(name+"_count", matchers...)
+	if n <= 0 {
+		return 0, 0
+	}
+	s := b.sum(name+"_sum", matchers...) - a.sum(name+"_sum", matchers...)
+	return round(1000*s/n, 2), n
+}
