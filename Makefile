@@ -69,6 +69,11 @@ test-e2e: ## End to end: the built manager and sandbox against a real control pl
 	echo "Using control plane binaries in $$assets"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/...
 
+.PHONY: bench
+bench: ## Benchmark the built manager against a real control plane and the sandbox: one table, and JSON under bench/results/ (BENCH_SCALE=quick: a short run).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go run ./test/bench -manager $(LOCALBIN)/manager
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	@for pkg in $$(go list ./...); do \
