@@ -47,6 +47,7 @@ type options struct {
 	hostRequestsPerMinute int
 	enableHTTP2           bool
 	workers               int
+	pprofAddr             string
 }
 
 func main() {
@@ -70,6 +71,8 @@ func main() {
 		"Token requests per minute allowed to one token host, shared by all APICredentials.")
 	flag.IntVar(&o.workers, "max-concurrent-reconciles", 16,
 		"APICredentials reconciled at once. Each pass of one APICredential runs alone; more workers keep large fleets fresh.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "",
+		"Address of a Go pprof endpoint (/debug/pprof/) for profiling, plain HTTP without authentication; empty disables it. Bind it to localhost only.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 as well (off because of the HTTP/2 rapid reset CVEs).")
 	zapOpts := zap.Options{}
@@ -106,6 +109,7 @@ func run(o options) error {
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controller.CacheOptions(splitList(o.watchNamespaces)),
+		PprofBindAddress:              o.pprofAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

@@ -18,6 +18,7 @@ type operator struct {
 	binary, kubeconfig, logPath string
 	proc                        *demo.Process
 	metricsAddr, probeAddr      string
+	pprofAddr                   string
 	args                        []string
 	http                        *http.Client
 }
@@ -32,12 +33,16 @@ func (o *operator) start(ctx context.Context, extra ...string) error {
 	if o.probeAddr, err = demo.FreeAddr(); err != nil {
 		return err
 	}
+	if o.pprofAddr, err = demo.FreeAddr(); err != nil {
+		return err
+	}
 	o.args = append([]string{
 		"--leader-elect=false",
 		"--allow-private-networks",
 		"--metrics-secure=false",
 		"--metrics-bind-address=" + o.metricsAddr,
 		"--health-probe-bind-address=" + o.probeAddr,
+		"--pprof-bind-address=" + o.pprofAddr,
 	}, extra...)
 	o.proc, err = demo.StartManager(demo.ManagerOptions{
 		Binary: o.binary, Kubeconfig: o.kubeconfig, Args: o.args, LogPath: o.logPath,
@@ -233,4 +238,23 @@ func reconcileDelta(a, b metrics) reconcileStats {
 		s.MeanQueueWaitMs = round(1000*d("workqueue_queue_duration_seconds_sum", `name="apicredential"`)/n, 2)
 	}
 	return s
+}
+
+// cpuProfile fetches a CPU profile of the operator over d.
+func (o *operator) cpuProfile(ctx context.Context, d time.Duration) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", o.pprofAddr, int(d.Seconds())), nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("pprof answered %d", resp.StatusCode)
+	}
+	return io.ReadAll(resp.Body)
 }

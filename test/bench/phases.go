@@ -411,6 +411,19 @@ func (b *bench) scaleStep(ctx context.Context, n int, largest bool) (r scaleResu
 	cpu := startCPU(pids)
 	calls0 := b.sb.TotalCalls()
 	t0 := time.Now()
+	var profile chan []byte
+	if largest {
+		// A CPU profile of the operator over most of the window at the
+		// largest N: where it spends its time, if anywhere.
+		profile = make(chan []byte, 1)
+		go func() {
+			p, err := b.op.cpuProfile(ctx, min(60*time.Second, c.ScaleWindow-10*time.Second))
+			if err != nil {
+				b.note("scale N=%d: no operator CPU profile: %v", n, err)
+			}
+			profile <- p
+		}()
+	}
 	for time.Since(t0) < c.ScaleWindow {
 		if err := sleep(ctx, min(5*time.Second, c.ScaleWindow-time.Since(t0))); err != nil {
 			return r, err
@@ -424,6 +437,11 @@ func (b *bench) scaleStep(ctx context.Context, n int, largest bool) (r scaleResu
 	}
 	t1 := time.Now()
 	r.CPU, r.MachineBusy = cpu.stop()
+	if profile != nil {
+		if p := <-profile; len(p) > 0 {
+			b.saveFile(fmt.Sprintf("%s-%s-operator-cpu-N%d.pprof", b.stamp, c.Scale, n), string(p))
+		}
+	}
 	r.Calls = b.sb.TotalCalls() - calls0
 	m1, err := b.op.scrape()
 	if err != nil {
