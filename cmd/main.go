@@ -69,7 +69,7 @@ func main() {
 		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host.")
 	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", 120,
 		"Token requests per minute allowed to one token host, shared by all APICredentials.")
-	flag.IntVar(&o.workers, "max-concurrent-reconciles", 16,
+	flag.IntVar(&o.workers, "max-concurrent-reconciles", 64,
 		"APICredentials reconciled at once. Each pass of one APICredential runs alone; more workers keep large fleets fresh.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "",
 		"Address of a Go pprof endpoint (/debug/pprof/) for profiling, plain HTTP without authentication; empty disables it. Bind it to localhost only.")

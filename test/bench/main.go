@@ -125,6 +125,18 @@ func configFor(scale string) (config, error) {
 	default:
 		return c, fmt.Errorf("BENCH_SCALE=%q: want full or quick", scale)
 	}
+	// BENCH_SCALE_NS=1000,5000 runs only these N in the scale phase (with
+	// BENCH_PHASES=scale, for a before/after comparison of one change).
+	if v := os.Getenv("BENCH_SCALE_NS"); v != "" {
+		c.ScaleNs = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return c, fmt.Errorf("BENCH_SCALE_NS=%q: want a comma-separated list of positive numbers", v)
+			}
+			c.ScaleNs = append(c.ScaleNs, n)
+		}
+	}
 	return c, nil
 }
 
@@ -589,11 +601,20 @@ func (b *bench) waitReady(ctx context.Context, ns string, n int, timeout time.Du
 // runs no garbage collector and no namespace controller.
 func (b *bench) cleanup(ctx context.Context, ns string) error {
 	b.track.setActive(ns, false)
-	if err := b.k8s.DeleteAllOf(ctx, &authv1alpha1.APICredential{}, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	if err := b.k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns)); err != nil {
-		return err
+	// A delete-collection of thousands of objects can be cut off by the API
+	// server under load (seen at N=5000); it is retried, as kubectl would.
+	for _, obj := range []client.Object{&authv1alpha1.APICredential{}, &corev1.Secret{}} {
+		var err error
+		for attempt := range 5 {
+			if err = b.k8s.DeleteAllOf(ctx, obj, client.InNamespace(ns)); err == nil {
+				break
+			}
+			b.note("cleanup of %s (attempt %d): %v", ns, attempt+1, err)
+			time.Sleep(2 * time.Second)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
