@@ -257,6 +257,10 @@ func run(managerBin string) error {
 		details: map[string]any{},
 	}
 	b.stamp = b.started.Format("2006-01-02")
+	if os.Getenv("BENCH_PHASES") != "" || os.Getenv("BENCH_SCALE_NS") != "" {
+		// A partial run must not overwrite the files of the day's full run.
+		b.stamp = b.started.Format("2006-01-02-1504")
+	}
 	machine := readMachine()
 	logf("scale %s, phases %s, work folder %s (kept on failure)", scale, strings.Join(phases, ","), work)
 
