@@ -261,25 +261,13 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 		case <-mgr.Done():
 			t.done()
 			_, err := mgr.Exited()
-			return fmt.Errorf("the manager exited unexpectedly (%v); its log is %s:\n%s", err, mgrLog, tail(mgrLog, 20))
+			return fmt.Errorf("the manager exited unexpectedly (%v); its log is %s:\n%s", err, mgrLog, demo.LastLines(mgrLog, 20))
 		case <-sb.Done():
 			t.done()
 			return errors.New("the sandbox exited unexpectedly")
 		case <-tick.C:
 		}
 	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // table draws the credentials. On a terminal it redraws in place; otherwise

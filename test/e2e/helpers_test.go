@@ -131,16 +131,3 @@ func eventually(t *testing.T, timeout, interval time.Duration, f func() string) 
 		time.Sleep(interval)
 	}
 }
-
-// lastLines returns the last n lines of a file, for failure messages.
-func lastLines(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

@@ -106,7 +106,7 @@ func TestOperator(t *testing.T) {
 	o.k = kubectl{t: t, kubeconfig: cp.AdminKubeconfig}
 	t.Cleanup(func() {
 		if t.Failed() && o.mgrLog != "" {
-			t.Logf("manager log (last lines):\n%s", lastLines(o.mgrLog, 60))
+			t.Logf("manager log (last lines):\n%s", demo.LastLines(o.mgrLog, 60))
 		}
 	})
 
@@ -295,7 +295,7 @@ func (o *operator) startManager() {
 	}
 	eventually(t, 30*time.Second, 200*time.Millisecond, func() string {
 		if exited, err := o.mgr.Exited(); exited {
-			t.Fatalf("manager exited: %v\n%s", err, lastLines(o.mgrLog, 30))
+			t.Fatalf("manager exited: %v\n%s", err, demo.LastLines(o.mgrLog, 30))
 		}
 		resp, err := http.Get("http://" + o.probeAddr + "/readyz")
 		if err != nil {
@@ -314,7 +314,7 @@ func (o *operator) stopManager() {
 		return
 	}
 	if err := o.mgr.Stop(15 * time.Second); err != nil {
-		o.t.Errorf("manager: %v\n%s", err, lastLines(o.mgrLog, 30))
+		o.t.Errorf("manager: %v\n%s", err, demo.LastLines(o.mgrLog, 30))
 	}
 	o.mgr = nil
 }
