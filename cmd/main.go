@@ -67,7 +67,7 @@ func main() {
 		"Allow token endpoints on loopback, link-local and private addresses (in-cluster providers, local tests).")
 	flag.StringVar(&o.allowedHosts, "allowed-hosts", "",
 		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host.")
-	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", 120,
+	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", auth.DefaultHostRequestsPerMinute,
 		"Token requests per minute allowed to one token host, shared by all APICredentials.")
 	flag.IntVar(&o.workers, "max-concurrent-reconciles", 64,
 		"APICredentials reconciled at once. Each pass of one APICredential runs alone; more workers keep large fleets fresh.")

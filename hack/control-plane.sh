@@ -14,7 +14,7 @@ K8S_VERSION="${K8S_VERSION:-1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bindir="${1:-$root/bin}"
+bindir="$(mkdir -p "${1:-$root/bin}" && cd "${1:-$root/bin}" && pwd)"
 dest="$bindir/k8s/$K8S_VERSION-etcd-$ETCD_VERSION"
 
 say() { printf 'control-plane: %s\n' "$*" >&2; }

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/sandbox"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 const testPassphrase = "pp-S3cr3t-Pass"
@@ -122,7 +125,7 @@ func TestLoadClientCertificate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cert, notAfter, err := LoadClientCertificate(tt.src, now)
 			if tt.wantErr {
-				mustClass(t, err, ClassClientCertificate)
+				mustClass(t, err, failure.InvalidClientCertificate)
 				if cert != nil {
 					t.Fatal("certificate returned with an error")
 				}
@@ -145,7 +148,7 @@ func TestLoadClientCertificate(t *testing.T) {
 func TestLoadClientCertificateExpiredReportsNotAfter(t *testing.T) {
 	fx := loadFixtures(t)
 	_, notAfter, err := LoadClientCertificate(CertificateSource{CertificatePEM: fx.expired.CertPEM, PrivateKeyPEM: fx.expired.KeyPEM}, time.Now())
-	mustClass(t, err, ClassClientCertificate)
+	mustClass(t, err, failure.InvalidClientCertificate)
 	if !notAfter.Equal(fx.expired.Cert.NotAfter) {
 		t.Fatalf("notAfter = %v, want %v", notAfter, fx.expired.Cert.NotAfter)
 	}
@@ -167,7 +170,7 @@ func FuzzLoadClientCertificate(f *testing.F) {
 		src := CertificateSource{PKCS12: p12, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM, Passphrase: passphrase}
 		cert, notAfter, err := LoadClientCertificate(src, fuzzNow)
 		if err != nil {
-			mustClass(t, err, ClassClientCertificate)
+			mustClass(t, err, failure.InvalidClientCertificate)
 			if cert != nil {
 				t.Fatal("certificate returned with an error")
 			}
@@ -271,7 +274,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 		}
 		_, _, err = LoadClientCertificate(CertificateSource{PKCS12: args[0], CertificatePEM: args[1], PrivateKeyPEM: args[2], Passphrase: args[3]}, fuzzNow)
 		if failing[e.Name()] {
-			mustClass(t, err, ClassClientCertificate)
+			mustClass(t, err, failure.InvalidClientCertificate)
 			continue
 		}
 		if err != nil {

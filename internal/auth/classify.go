@@ -117,15 +117,18 @@ func tlsAlert(err error) (uint8, bool) {
 	if errors.As(err, &ae) {
 		return uint8(ae), true
 	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		op, ok := e.(*net.OpError)
-		if !ok || op.Op != "remote error" || op.Err == nil {
-			continue
+	for e := err; e != nil; {
+		var op *net.OpError
+		if !errors.As(e, &op) {
+			break
 		}
-		v := reflect.ValueOf(op.Err)
-		if v.Kind() == reflect.Uint8 && v.Type().PkgPath() == "crypto/tls" {
-			return uint8(v.Uint()), true
+		if op.Op == "remote error" && op.Err != nil {
+			v := reflect.ValueOf(op.Err)
+			if v.Kind() == reflect.Uint8 && v.Type().PkgPath() == "crypto/tls" {
+				return uint8(v.Uint()), true //nolint:gosec // G115: the value's kind is Uint8, so it fits
+			}
 		}
+		e = op.Err
 	}
 	return 0, false
 }

@@ -26,7 +26,7 @@ const maxResponseHeaderBytes = 64 << 10
 type Field struct{ Name, Value string }
 
 // BasicCredentials are sent as "Authorization: Basic base64(user:pass)"
-// without URL-encoding the parts first, as the providers in providers.md
+// without URL-encoding the parts first, as the providers in docs/providers.md
 // expect.
 type BasicCredentials struct{ Username, Password string }
 
@@ -142,7 +142,7 @@ func (c *Client) CooldownUntil(host string) time.Time {
 }
 
 // Fetch sends r and returns the token, or an error of one of this package's
-// types (see ClassOf). Everything that can be checked locally is checked
+// types, each with a failure.Reason (failure.ReasonOf). Everything that can be checked locally is checked
 // before the limiter and the network are touched. When the host's budget is
 // spent or it is cooling down after a 429, Fetch returns a Local
 // *RateLimitedError at once without calling the provider.

@@ -1,61 +1,17 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
-// Class names what a caller should do about a failed Fetch. The controller
-// maps each class to a condition reason and a retry policy.
-type Class string
-
-const (
-	// ClassRateLimited: wait for the host's cool-down, shared by all callers.
-	ClassRateLimited Class = "RateLimited"
-	// ClassTransient: retry with backoff; the provider or the network may recover.
-	ClassTransient Class = "Transient"
-	// ClassInvalidCredentials: retrying with the same inputs will fail again.
-	ClassInvalidCredentials Class = "InvalidCredentials"
-	// ClassInvalidResponse: the provider answered something we cannot use.
-	ClassInvalidResponse Class = "InvalidResponse"
-	// ClassConfiguration: the request itself is not allowed or not valid.
-	ClassConfiguration Class = "Configuration"
-	// ClassClientCertificate: the client certificate cannot be used.
-	ClassClientCertificate Class = "ClientCertificate"
-)
-
-// ClassOf returns the class of err, or "" when err is nil or not one of the
-// error types of this package.
-func ClassOf(err error) Class {
-	var (
-		rl  *RateLimitedError
-		tr  *TransientError
-		ic  *InvalidCredentialsError
-		ir  *InvalidResponseError
-		ce  *ConfigurationError
-		cce *ClientCertificateError
-	)
-	switch {
-	case err == nil:
-		return ""
-	case errors.As(err, &rl):
-		return ClassRateLimited
-	case errors.As(err, &tr):
-		return ClassTransient
-	case errors.As(err, &ic):
-		return ClassInvalidCredentials
-	case errors.As(err, &ir):
-		return ClassInvalidResponse
-	case errors.As(err, &ce):
-		return ClassConfiguration
-	case errors.As(err, &cce):
-		return ClassClientCertificate
-	}
-	return ""
-}
+// Every error Fetch returns has a failure.Reason (FailureReason), the one
+// vocabulary that the controller's conditions, events and retries read; use
+// failure.ReasonOf to get it.
 
 // standardOAuthErrors are the RFC 6749 §5.2 codes. Only these are ever copied
 // from a response into an error: anything else a provider puts in "error" is
@@ -123,6 +79,9 @@ func (e *RateLimitedError) Error() string {
 	return b.String()
 }
 
+// FailureReason is RateLimited.
+func (e *RateLimitedError) FailureReason() failure.Reason { return failure.RateLimited }
+
 // TransientError reports a failure that may go away on its own: 5xx, 408,
 // timeouts, refused connections, TLS handshake failures.
 type TransientError struct {
@@ -140,6 +99,9 @@ type TransientError struct {
 func (e *TransientError) Error() string {
 	return hostPart(e.Host) + ": " + e.Problem + statusPart(e.StatusCode)
 }
+
+// FailureReason is ProviderUnavailable.
+func (e *TransientError) FailureReason() failure.Reason { return failure.ProviderUnavailable }
 
 // Unwrap lets callers test errors.Is(err, context.Canceled).
 func (e *TransientError) Unwrap() error { return e.cause }
@@ -168,6 +130,9 @@ func (e *InvalidCredentialsError) Error() string {
 	return s
 }
 
+// FailureReason is InvalidCredentials.
+func (e *InvalidCredentialsError) FailureReason() failure.Reason { return failure.InvalidCredentials }
+
 // InvalidResponseError reports an answer we cannot use: not JSON, no token,
 // an unusable expiry, an oversized body, or a redirect.
 type InvalidResponseError struct {
@@ -180,6 +145,9 @@ type InvalidResponseError struct {
 func (e *InvalidResponseError) Error() string {
 	return hostPart(e.Host) + ": invalid response" + statusPart(e.StatusCode) + ": " + e.Problem
 }
+
+// FailureReason is InvalidResponse.
+func (e *InvalidResponseError) FailureReason() failure.Reason { return failure.InvalidResponse }
 
 // ConfigurationError reports a request that is invalid or not allowed by
 // policy; it never reached the provider.
@@ -196,6 +164,9 @@ func (e *ConfigurationError) Error() string {
 	return "invalid token request: " + e.Field + ": " + e.Problem
 }
 
+// FailureReason is InvalidSpec.
+func (e *ConfigurationError) FailureReason() failure.Reason { return failure.InvalidSpec }
+
 // ClientCertificateError reports a client certificate or key that cannot be
 // used: wrong passphrase, missing key, mismatch, expiry, size.
 type ClientCertificateError struct {
@@ -204,4 +175,9 @@ type ClientCertificateError struct {
 
 func (e *ClientCertificateError) Error() string {
 	return "client certificate: " + e.Problem
+}
+
+// FailureReason is InvalidClientCertificate.
+func (e *ClientCertificateError) FailureReason() failure.Reason {
+	return failure.InvalidClientCertificate
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/sandbox"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 // Known secret values. Every request and every canned response in the table
@@ -100,7 +102,7 @@ type fetchCase struct {
 	req    func(*fetchEnv, *sandbox.Server) Request
 	faults []sandbox.Fault
 	// class is the expected error class; "" expects a token.
-	class Class
+	class failure.Reason
 	// noCall asserts the provider was not reached.
 	noCall bool
 	check  func(t *testing.T, r fetchResult)
@@ -341,115 +343,115 @@ func fetchCases(e *fetchEnv) []fetchCase {
 		{name: "a test host name resolved to loopback, private networks allowed", req: testHost("bank.test"), check: validToken(10 * time.Minute)},
 
 		// Response bodies.
-		{name: "malformed JSON", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultMalformedJSON}}, class: ClassInvalidResponse},
-		{name: "HTML error page", req: flowB, class: ClassInvalidResponse,
+		{name: "malformed JSON", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultMalformedJSON}}, class: failure.InvalidResponse},
+		{name: "HTML error page", req: flowB, class: failure.InvalidResponse,
 			faults: respond(200, "<html><body>Error for "+secretUser+" / "+secretClient+"</body></html>", map[string]string{"Content-Type": "text/html"})},
-		{name: "HTML 502 page", req: flowB, class: ClassTransient, check: status(502),
+		{name: "HTML 502 page", req: flowB, class: failure.ProviderUnavailable, check: status(502),
 			faults: respond(502, "<html>bad gateway "+secretClient+"</html>", nil)},
-		{name: "empty object", req: flowB, faults: respond(200, `{}`, nil), class: ClassInvalidResponse},
+		{name: "empty object", req: flowB, faults: respond(200, `{}`, nil), class: failure.InvalidResponse},
 		{name: "expires_in 300", req: flowB, faults: respond(200, tok(`,"expires_in":300`), nil), check: expires(300 * time.Second)},
 		{name: `expires_in "300"`, req: flowB, faults: respond(200, tok(`,"expires_in":"300"`), nil), check: expires(300 * time.Second)},
 		{name: "expires_in 300.5", req: flowB, faults: respond(200, tok(`,"expires_in":300.5`), nil), check: expires(300500 * time.Millisecond)},
-		{name: "expires_in missing, nothing else known", req: flowB, faults: respond(200, tok(``), nil), class: ClassInvalidResponse},
+		{name: "expires_in missing, nothing else known", req: flowB, faults: respond(200, tok(``), nil), class: failure.InvalidResponse},
 		{name: "expires_in missing, default lifetime", req: withMapping(ResponseMapping{DefaultLifetime: 2 * time.Minute}), faults: respond(200, tok(``), nil), check: expires(2 * time.Minute)},
-		{name: "expires_in null, nothing else known", req: flowB, faults: respond(200, tok(`,"expires_in":null`), nil), class: ClassInvalidResponse},
+		{name: "expires_in null, nothing else known", req: flowB, faults: respond(200, tok(`,"expires_in":null`), nil), class: failure.InvalidResponse},
 		{name: "expires_in null, default lifetime", req: withMapping(ResponseMapping{DefaultLifetime: 2 * time.Minute}), faults: respond(200, tok(`,"expires_in":null`), nil), check: expires(2 * time.Minute)},
-		{name: "expires_in 0", req: flowB, faults: respond(200, tok(`,"expires_in":0`), nil), class: ClassInvalidResponse},
-		{name: "expires_in -5", req: flowB, faults: respond(200, tok(`,"expires_in":-5`), nil), class: ClassInvalidResponse},
-		{name: "expires_in 1e11", req: flowB, faults: respond(200, tok(`,"expires_in":1e11`), nil), class: ClassInvalidResponse},
-		{name: "expires_in true", req: flowB, faults: respond(200, tok(`,"expires_in":true`), nil), class: ClassInvalidResponse},
-		{name: `expires_in "5m"`, req: flowB, faults: respond(200, tok(`,"expires_in":"5m"`), nil), class: ClassInvalidResponse},
-		{name: "expiresAt in the past", req: flowC, class: ClassInvalidResponse,
+		{name: "expires_in 0", req: flowB, faults: respond(200, tok(`,"expires_in":0`), nil), class: failure.InvalidResponse},
+		{name: "expires_in -5", req: flowB, faults: respond(200, tok(`,"expires_in":-5`), nil), class: failure.InvalidResponse},
+		{name: "expires_in 1e11 capped at a year", req: flowB, faults: respond(200, tok(`,"expires_in":1e11`), nil), check: expires(maxLifetime)},
+		{name: "expires_in true", req: flowB, faults: respond(200, tok(`,"expires_in":true`), nil), class: failure.InvalidResponse},
+		{name: `expires_in "5m"`, req: flowB, faults: respond(200, tok(`,"expires_in":"5m"`), nil), class: failure.InvalidResponse},
+		{name: "expiresAt in the past", req: flowC, class: failure.InvalidResponse,
 			faults: respond(201, `{"accessToken":"`+opaque+`","expiresAt":"`+e.clk.Now().Add(-time.Minute).UTC().Format(time.RFC3339)+`"}`, nil)},
-		{name: "expiresAt unparseable", req: flowC, class: ClassInvalidResponse,
+		{name: "expiresAt unparseable", req: flowC, class: failure.InvalidResponse,
 			faults: respond(201, `{"accessToken":"`+opaque+`","expiresAt":"tomorrow at noon"}`, nil)},
 		{name: "expiresAt with offset, no fraction", req: flowC, check: expires(5 * time.Minute),
 			faults: respond(201, `{"accessToken":"`+opaque+`","expiresAt":"`+e.clk.Now().Add(5*time.Minute).In(time.FixedZone("", 2*3600)).Format(time.RFC3339)+`"}`, nil)},
-		{name: "no token field", req: flowB, faults: respond(200, `{"token":"`+opaque+`","expires_in":300}`, nil), class: ClassInvalidResponse},
-		{name: "token with CR/LF", req: flowB, class: ClassInvalidResponse, check: errorMentions("control characters"),
+		{name: "no token field", req: flowB, faults: respond(200, `{"token":"`+opaque+`","expires_in":300}`, nil), class: failure.InvalidResponse},
+		{name: "token with CR/LF", req: flowB, class: failure.InvalidResponse, check: errorMentions("control characters"),
 			faults: respond(200, `{"access_token":"`+secretToken+`\r\nX-Injected: `+secretToken+`","expires_in":300}`, nil)},
-		{name: "token over 64 KiB", req: flowB, class: ClassInvalidResponse,
+		{name: "token over 64 KiB", req: flowB, class: failure.InvalidResponse,
 			faults: respond(200, `{"access_token":"`+strings.Repeat(secretToken, MaxTokenBytes/len(secretToken)+1)+`","expires_in":300}`, nil)},
-		{name: "200 with invalid_client", req: flowB, faults: respond(200, `{"error":"invalid_client"}`, nil), class: ClassInvalidCredentials, check: oauthError("invalid_client")},
-		{name: "200 with a non-standard error echoing the secret", req: flowB, class: ClassInvalidCredentials, check: oauthError(""),
+		{name: "200 with invalid_client", req: flowB, faults: respond(200, `{"error":"invalid_client"}`, nil), class: failure.InvalidCredentials, check: oauthError("invalid_client")},
+		{name: "200 with a non-standard error echoing the secret", req: flowB, class: failure.InvalidCredentials, check: oauthError(""),
 			faults: respond(200, `{"error":"client `+secretClient+` unknown"}`, nil)},
 
 		// Credentials.
-		{name: "400 invalid_client", req: flowB, class: ClassInvalidCredentials, check: all(status(400), oauthError("invalid_client")),
+		{name: "400 invalid_client", req: flowB, class: failure.InvalidCredentials, check: all(status(400), oauthError("invalid_client")),
 			faults: respond(400, `{"error":"invalid_client","error_description":"bad secret `+secretClient+`"}`, nil)},
-		{name: "401 invalid_client from a wrong secret", class: ClassInvalidCredentials, check: all(status(401), oauthError("invalid_client")),
+		{name: "401 invalid_client from a wrong secret", class: failure.InvalidCredentials, check: all(status(401), oauthError("invalid_client")),
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.Basic.Password = secretWrongPassword
 				return r
 			}},
-		{name: "flow A without a client certificate", req: flowA, class: ClassInvalidCredentials, check: status(401)},
-		{name: "PKCS#12 wrong passphrase", req: flowA, cert: source(fx.p12Modern, nil, nil, "wrong-"+testPassphrase), class: ClassClientCertificate, noCall: true},
-		{name: "PKCS#12 without a key", req: flowA, cert: source(fx.trustStore, nil, nil, testPassphrase), class: ClassClientCertificate, noCall: true},
-		{name: "PEM key that does not match", req: flowA, cert: source(nil, fx.ec.CertPEM, fx.rsa.KeyPEM, ""), class: ClassClientCertificate, noCall: true},
-		{name: "encrypted PEM key without passphrase", req: flowA, cert: source(nil, fx.ec.CertPEM, fx.encPKCS8, ""), class: ClassClientCertificate, noCall: true},
-		{name: "expired client certificate", req: flowA, cert: source(fx.p12Expired, nil, nil, testPassphrase), class: ClassClientCertificate, noCall: true},
+		{name: "flow A without a client certificate", req: flowA, class: failure.InvalidCredentials, check: status(401)},
+		{name: "PKCS#12 wrong passphrase", req: flowA, cert: source(fx.p12Modern, nil, nil, "wrong-"+testPassphrase), class: failure.InvalidClientCertificate, noCall: true},
+		{name: "PKCS#12 without a key", req: flowA, cert: source(fx.trustStore, nil, nil, testPassphrase), class: failure.InvalidClientCertificate, noCall: true},
+		{name: "PEM key that does not match", req: flowA, cert: source(nil, fx.ec.CertPEM, fx.rsa.KeyPEM, ""), class: failure.InvalidClientCertificate, noCall: true},
+		{name: "encrypted PEM key without passphrase", req: flowA, cert: source(nil, fx.ec.CertPEM, fx.encPKCS8, ""), class: failure.InvalidClientCertificate, noCall: true},
+		{name: "expired client certificate", req: flowA, cert: source(fx.p12Expired, nil, nil, testPassphrase), class: failure.InvalidClientCertificate, noCall: true},
 
 		// TLS.
-		{name: "server CA not trusted", class: ClassTransient, noCall: true, check: errorMentions("untrusted"),
+		{name: "server CA not trusted", class: failure.ProviderUnavailable, noCall: true, check: errorMentions("untrusted"),
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.RootCAs = e.other.Pool()
 				return r
 			}},
-		{name: "server CA not in the system roots", class: ClassTransient, noCall: true, check: errorMentions("untrusted"),
+		{name: "server CA not in the system roots", class: failure.ProviderUnavailable, noCall: true, check: errorMentions("untrusted"),
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.RootCAs = nil
 				return r
 			}},
-		{name: "server wants a client certificate we did not send", strict: true, req: flowB, class: ClassInvalidCredentials,
+		{name: "server wants a client certificate we did not send", strict: true, req: flowB, class: failure.InvalidCredentials,
 			noCall: true, check: errorMentions("requires a client certificate")},
-		{name: "server rejects a client certificate from another CA", strict: true, req: flowA, class: ClassInvalidCredentials,
+		{name: "server rejects a client certificate from another CA", strict: true, req: flowA, class: failure.InvalidCredentials,
 			noCall: true, check: errorMentions("rejected the client certificate"),
 			cert: source(nil, otherClient.CertPEM, otherClient.KeyPEM, "")},
 
 		// Slow and huge answers.
 		{name: "server never sends headers", req: withTimeout(300 * time.Millisecond), faults: []sandbox.Fault{{Kind: sandbox.FaultHang}},
-			class: ClassTransient, check: timedOut},
+			class: failure.ProviderUnavailable, check: timedOut},
 		{name: "slow body past the timeout", req: withTimeout(400 * time.Millisecond), faults: []sandbox.Fault{{Kind: sandbox.FaultSlowBody, Delay: 20 * time.Millisecond}},
-			class: ClassTransient, check: timedOut},
-		{name: "100 MB body", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultHugeBody}}, class: ClassInvalidResponse, check: errorMentions("1 MiB")},
+			class: failure.ProviderUnavailable, check: timedOut},
+		{name: "100 MB body", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultHugeBody}}, class: failure.InvalidResponse, check: errorMentions("1 MiB")},
 
 		// Redirects are never followed.
-		{name: "302 to another host", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultRedirect, Status: 302}}, class: ClassInvalidResponse,
+		{name: "302 to another host", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultRedirect, Status: 302}}, class: failure.InvalidResponse,
 			check: all(status(302), func(t *testing.T, r fetchResult) {
 				if r.env.resolver.wasAsked("other.example.invalid") {
 					t.Error("the redirect target was looked up")
 				}
 			})},
-		{name: "307 to another host", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultRedirect, Status: 307}}, class: ClassInvalidResponse, check: status(307)},
+		{name: "307 to another host", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultRedirect, Status: 307}}, class: failure.InvalidResponse, check: status(307)},
 
 		// Policy.
-		{name: "http URL", class: ClassConfiguration, noCall: true,
+		{name: "http URL", class: failure.InvalidSpec, noCall: true,
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.URL = strings.Replace(r.URL, "https://", "http://", 1)
 				return r
 			}},
-		{name: "host resolving to 127.0.0.1, private networks denied", opts: private, req: testHost("bank.test"), class: ClassConfiguration, noCall: true,
+		{name: "host resolving to 127.0.0.1, private networks denied", opts: private, req: testHost("bank.test"), class: failure.InvalidSpec, noCall: true,
 			check: all(errorMentions("loopback"), func(t *testing.T, r fetchResult) {
 				if len(r.observed) != 1 || r.observed[0] != 0 {
 					t.Errorf("observed %v, want [0]", r.observed)
 				}
 			})},
-		{name: "host resolving to 169.254.169.254, private networks denied", opts: private, req: testHost("meta.test"), class: ClassConfiguration, noCall: true,
+		{name: "host resolving to 169.254.169.254, private networks denied", opts: private, req: testHost("meta.test"), class: failure.InvalidSpec, noCall: true,
 			check: errorMentions("link-local")},
-		{name: "IP literal 127.0.0.1, private networks denied", opts: private, req: flowB, class: ClassConfiguration, noCall: true},
+		{name: "IP literal 127.0.0.1, private networks denied", opts: private, req: flowB, class: failure.InvalidSpec, noCall: true},
 		{name: "host not in the allowed hosts", opts: func(o *Options) { o.AllowedHosts = []string{"*.example.com"} }, req: flowB,
-			class: ClassConfiguration, noCall: true},
-		{name: "form and json both set", class: ClassConfiguration, noCall: true,
+			class: failure.InvalidSpec, noCall: true},
+		{name: "form and json both set", class: failure.InvalidSpec, noCall: true,
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.JSON = []Field{{Name: "clientSecret", Value: secretClient}}
 				return r
 			}},
-		{name: "header value with a newline", class: ClassConfiguration, noCall: true,
+		{name: "header value with a newline", class: failure.InvalidSpec, noCall: true,
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.Headers = []Field{{Name: "X-Api-Key", Value: secretHeader + "\r\nX-Evil: 1"}}
@@ -458,29 +460,29 @@ func fetchCases(e *fetchEnv) []fetchCase {
 
 		// Throttling: fixed rand 0.5 gives +10 % on a Retry-After and half
 		// the first backoff ceiling (2 s) without one.
-		{name: "429 Retry-After 7", req: flowB, class: ClassRateLimited, check: cooledDown(7700*time.Millisecond, true),
+		{name: "429 Retry-After 7", req: flowB, class: failure.RateLimited, check: cooledDown(7700*time.Millisecond, true),
 			faults: respond(429, `{"error":"slow down"}`, map[string]string{"Retry-After": "7"})},
-		{name: "429 Retry-After HTTP-date", req: flowB, class: ClassRateLimited, check: cooledDown(33*time.Second, true),
+		{name: "429 Retry-After HTTP-date", req: flowB, class: failure.RateLimited, check: cooledDown(33*time.Second, true),
 			faults: respond(429, ``, map[string]string{"Retry-After": futureDate})},
-		{name: "429 Retry-After past date", req: flowB, class: ClassRateLimited, check: cooledDown(0, true),
+		{name: "429 Retry-After past date", req: flowB, class: failure.RateLimited, check: cooledDown(0, true),
 			faults: respond(429, ``, map[string]string{"Retry-After": pastDate})},
-		{name: "429 Retry-After garbage", req: flowB, class: ClassRateLimited, check: cooledDown(time.Second, false),
+		{name: "429 Retry-After garbage", req: flowB, class: failure.RateLimited, check: cooledDown(time.Second, false),
 			faults: respond(429, ``, map[string]string{"Retry-After": "later, " + secretToken})},
-		{name: "429 without Retry-After", req: flowB, class: ClassRateLimited, check: cooledDown(time.Second, false),
+		{name: "429 without Retry-After", req: flowB, class: failure.RateLimited, check: cooledDown(time.Second, false),
 			faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 429}}},
 
 		// Provider errors.
-		{name: "connection refused", class: ClassTransient, noCall: true, check: errorMentions("connection refused"),
+		{name: "connection refused", class: failure.ProviderUnavailable, noCall: true, check: errorMentions("connection refused"),
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
 				r.URL = "https://" + closedPort() + sandbox.PathFlowB + "?api_key=" + secretQuery
 				return r
 			}},
-		{name: "500", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 500}}, class: ClassTransient, check: status(500)},
+		{name: "500", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 500}}, class: failure.ProviderUnavailable, check: status(500)},
 		{name: "503", req: flowB, faults: []sandbox.Fault{{Kind: sandbox.FaultStatus, Status: 503, Header: map[string]string{"Retry-After": "5"}}},
-			class: ClassTransient, check: status(503)},
-		{name: "408", req: flowB, faults: respond(408, ``, nil), class: ClassTransient, check: status(408)},
-		{name: "404", req: flowB, faults: respond(404, `not found: `+secretQuery, nil), class: ClassInvalidResponse, check: status(404)},
+			class: failure.ProviderUnavailable, check: status(503)},
+		{name: "408", req: flowB, faults: respond(408, ``, nil), class: failure.ProviderUnavailable, check: status(408)},
+		{name: "404", req: flowB, faults: respond(404, `not found: `+secretQuery, nil), class: failure.InvalidResponse, check: status(404)},
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 // fakeClock is a manually advanced clock, safe for concurrent use.
@@ -66,9 +68,9 @@ func (r *mapResolver) wasAsked(host string) bool {
 	return false
 }
 
-func mustClass(t *testing.T, err error, want Class) {
+func mustClass(t *testing.T, err error, want failure.Reason) {
 	t.Helper()
-	if got := ClassOf(err); got != want {
+	if got := failure.ReasonOf(err); got != want {
 		t.Fatalf("class = %q, want %q (err: %v)", got, want, err)
 	}
 }

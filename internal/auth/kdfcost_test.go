@@ -10,6 +10,8 @@ import (
 
 	"github.com/youmark/pkcs8"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 // TestKDFCostLimits: a file that asks for an absurd key-derivation cost is
@@ -85,7 +87,7 @@ func TestKDFCostLimits(t *testing.T) {
 				}
 				return
 			}
-			mustClass(t, err, ClassClientCertificate)
+			mustClass(t, err, failure.InvalidClientCertificate)
 			if !strings.Contains(err.Error(), "key derivation") && !strings.Contains(err.Error(), "scrypt") {
 				t.Fatalf("refused for another reason: %v", err)
 			}

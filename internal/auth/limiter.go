@@ -3,6 +3,8 @@ package auth
 import (
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/refresh"
 )
 
 const (
@@ -14,9 +16,9 @@ const (
 	limiterWindow = time.Minute
 
 	// Bounds of the backoff applied after a 429 that carries no usable
-	// Retry-After (behaviour.md §3).
-	cooldownBase = 2 * time.Second
-	cooldownMax  = 2 * time.Minute
+	// Retry-After: the refresh policy's backoff (docs/reference.md).
+	cooldownBase = refresh.BackoffBase
+	cooldownMax  = refresh.BackoffMax
 
 	// retryAfterJitter spreads callers that all read the same Retry-After, so
 	// they do not return at the same instant.
@@ -97,7 +99,7 @@ func (l *hostLimiter) throttled(host string, now time.Time, retryAfter time.Dura
 	if hasRetryAfter {
 		wait = retryAfter + time.Duration(float64(retryAfter)*retryAfterJitter*l.rnd())
 	} else {
-		wait = FullJitter(st.consecutive, cooldownBase, cooldownMax, l.rnd())
+		wait = refresh.FullJitter(st.consecutive, cooldownBase, cooldownMax, l.rnd())
 	}
 	if until := now.Add(wait); until.After(st.cooldownUntil) {
 		st.cooldownUntil = until

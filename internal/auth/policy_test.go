@@ -3,6 +3,8 @@ package auth
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 func TestHostOf(t *testing.T) {
@@ -21,7 +23,7 @@ func TestHostOf(t *testing.T) {
 	}
 	for _, bad := range []string{"", "http://a.example.com/", "https://user:pw@a.example.com/", "https:///x",
 		"https:opaque", "https://a.example.com:0/", "https://a.example.com:99999/", "https://a.example.com:/", "::", "ftp://a"} {
-		if _, err := HostOf(bad); ClassOf(err) != ClassConfiguration {
+		if _, err := HostOf(bad); failure.ReasonOf(err) != failure.InvalidSpec {
 			t.Errorf("HostOf(%q): err = %v, want a ConfigurationError", bad, err)
 		}
 	}

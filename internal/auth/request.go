@@ -67,7 +67,7 @@ func (p *prepared) httpRequest(ctx context.Context, r Request) (*http.Request, e
 	}
 	if r.Basic != nil {
 		// SetBasicAuth does not URL-encode the parts, which is what the
-		// providers expect (api.md).
+		// providers expect (docs/reference.md, spec.tokenRequest.basicAuth).
 		req.SetBasicAuth(r.Basic.Username, r.Basic.Password)
 	}
 	for i, h := range r.Headers {

@@ -20,8 +20,11 @@ const (
 	// MaxTokenBytes caps the token itself: it must fit in a Secret, an HTTP
 	// header and the kubelet's volume projection comfortably.
 	MaxTokenBytes = 64 << 10
-	// maxLifetime bounds explicit expiries: a relative expiry beyond a year is
-	// far more likely a unit mistake (milliseconds) than a real lifetime.
+	// maxLifetime caps every expiry, whatever its source: an expires_in,
+	// expiresAt or JWT exp later than a year after the request counts as
+	// exactly a year after it. No token is trusted for longer, and a value
+	// that far out (often a unit mistake, milliseconds for seconds) is then
+	// refreshed within the year instead of being trusted or refused.
 	maxLifetime = 365 * 24 * time.Hour
 
 	defaultTokenField     = "access_token"
@@ -58,53 +61,113 @@ func parseTokenResponse(host string, status int, body []byte, m ResponseMapping,
 		return bad(problem)
 	}
 
+	expiresAt, problem := chooseExpiry(obj, value, m, issuedAt, now)
+	if problem != "" {
+		return bad(problem)
+	}
+	return Token{Value: value, IssuedAt: issuedAt, ExpiresAt: expiresAt}, nil
+}
+
+// chooseExpiry applies the expiry rules to the three sources an answer may
+// carry: the relative expires_in field, counted from issuedAt; the absolute
+// expiresAt field, when mapped; and the JWT exp claim of the token, when the
+// token is a JWT.
+//
+//   - The earliest source wins.
+//   - Each source is capped at a year after issuedAt: one later than that
+//     counts as exactly a year after issuedAt, never as an error, however
+//     far out it is (an expires_in of 1e300 included). A provider clock
+//     running ahead of ours therefore cannot push an expiry past the year,
+//     nor get a near-a-year answer refused.
+//   - A relative expiry of zero or less is ignored when another source
+//     counts, and makes the answer invalid otherwise (defaultLifetime does
+//     not apply then: the provider did say something, and it is unusable).
+//   - An absolute expiry at or before now is invalid, whatever else is there.
+//   - defaultLifetime applies only when the answer has no expiry at all.
+//   - A value that is no number or no date is invalid, whatever else is
+//     there.
+//
+// Only exp is read from a JWT: an iat or nbf in the future (a provider clock
+// running ahead) is the provider's business, not a reason to refuse.
+//
+// The problem returned is built from fixed text and the mapping's own field
+// names, never from a value in the answer.
+func chooseExpiry(obj map[string]any, token string, m ResponseMapping, issuedAt, now time.Time) (time.Time, string) {
+	limit := issuedAt.Add(maxLifetime)
 	var (
 		expiresAt time.Time
 		known     bool
+		// Why the answer is invalid if no source counts.
+		notPositive string
 	)
-	earliest := func(t time.Time) {
+	// count takes a source into account, capped at the year.
+	count := func(t time.Time) {
+		if t.After(limit) {
+			t = limit
+		}
 		if !known || t.Before(expiresAt) {
 			expiresAt, known = t, true
 		}
 	}
+	// absolute handles expiresAt and exp alike: both come from the
+	// provider's clock.
+	absolute := func(t time.Time, name string) string {
+		if !t.After(now) {
+			return name + " is in the past"
+		}
+		count(t)
+		return ""
+	}
 
 	inField := orDefault(m.ExpiresInField, defaultExpiresInField)
 	if v, found := lookupField(obj, inField); found {
-		d, ok, problem := parseExpiresIn(v)
-		if problem != "" {
-			return bad(strconv.Quote(inField) + " " + problem)
-		}
-		if ok {
-			earliest(issuedAt.Add(d))
+		secs, ok, problem := parseExpiresIn(v)
+		switch {
+		case problem != "":
+			return time.Time{}, strconv.Quote(inField) + " " + problem
+		case !ok:
+		case secs <= 0:
+			notPositive = strconv.Quote(inField) + " is not positive"
+		case secs >= maxLifetime.Seconds():
+			// Capped before converting: seconds * 1e9 would overflow a
+			// Duration from about 9.2e9 seconds on.
+			count(limit)
+		default:
+			count(issuedAt.Add(min(time.Duration(secs*float64(time.Second)), maxLifetime)))
 		}
 	}
 	if m.ExpiresAtField != "" {
 		if v, found := lookupField(obj, m.ExpiresAtField); found {
 			t, ok, problem := parseExpiresAt(v)
 			if problem != "" {
-				return bad(strconv.Quote(m.ExpiresAtField) + " " + problem)
+				return time.Time{}, strconv.Quote(m.ExpiresAtField) + " " + problem
 			}
 			if ok {
-				if t.After(issuedAt.Add(maxLifetime)) {
-					return bad(strconv.Quote(m.ExpiresAtField) + " is more than a year away")
+				if problem := absolute(t, strconv.Quote(m.ExpiresAtField)); problem != "" {
+					return time.Time{}, problem
 				}
-				earliest(t)
 			}
 		}
 	}
-	if exp, ok := JWTExpiry(value); ok {
-		earliest(exp)
-	}
-	if !known {
-		if m.DefaultLifetime <= 0 {
-			return bad("no expiry in the response or the token, and no default lifetime")
+	if exp, ok := JWTExpiry(token); ok {
+		if problem := absolute(exp, "the token's exp claim"); problem != "" {
+			return time.Time{}, problem
 		}
-		expiresAt, known = issuedAt.Add(m.DefaultLifetime), true
+	}
+
+	switch {
+	case known:
+	case notPositive != "":
+		return time.Time{}, notPositive
+	case m.DefaultLifetime > 0:
+		expiresAt = issuedAt.Add(m.DefaultLifetime)
+	default:
+		return time.Time{}, "no expiry in the response or the token, and no default lifetime"
 	}
 	if !expiresAt.After(now) {
-		return bad("the token had expired when it arrived")
+		return time.Time{}, "the token had expired when it arrived"
 	}
-	return Token{Value: value, IssuedAt: issuedAt, ExpiresAt: expiresAt}, nil
+	return expiresAt, ""
 }
 
 // decodeObject parses body as exactly one JSON object. Numbers stay
@@ -188,9 +251,12 @@ func checkToken(v string) string {
 	return ""
 }
 
-// parseExpiresIn accepts a positive number of seconds, as a JSON number or a
-// numeric string (flow A sends "300"). Missing or null is "unknown".
-func parseExpiresIn(v any) (time.Duration, bool, string) {
+// parseExpiresIn reads a number of seconds, as a JSON number or a numeric
+// string (flow A sends "300"). Missing or null is "unknown"; a value out of
+// float64 range (1e400) is not a number. What the value means (ignored when
+// not positive, capped at a year) is chooseExpiry's call: a zero or negative
+// value is only fatal when nothing else says when the token expires.
+func parseExpiresIn(v any) (float64, bool, string) {
 	var s string
 	switch x := v.(type) {
 	case nil:
@@ -211,13 +277,7 @@ func parseExpiresIn(v any) (time.Duration, bool, string) {
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, false, "is not a number"
 	}
-	if f <= 0 {
-		return 0, false, "is not positive"
-	}
-	if f > maxLifetime.Seconds() {
-		return 0, false, "is more than a year"
-	}
-	return time.Duration(f * float64(time.Second)), true, ""
+	return f, true, ""
 }
 
 // expiresAtLayouts cover RFC 3339 and the ISO 8601 variants providers send:
@@ -282,7 +342,10 @@ func orDefault(v, def string) string {
 // JWTExpiry reads the exp claim of a JWS compact token without verifying the
 // signature: the operator only needs to know when the provider will stop
 // accepting the token, and the provider is the one that verifies it. It
-// returns false when token is not a JWT or has no numeric exp.
+// returns false when token is not a JWT or has no numeric exp. Other claims
+// (iat, nbf) are not read, so a provider clock running ahead cannot make a
+// token look unusable. It does not cap exp: a token endpoint's answer is
+// capped by chooseExpiry, a static token's exp is reported as it is.
 func JWTExpiry(token string) (time.Time, bool) {
 	if strings.Count(token, ".") != 2 || len(token) > MaxTokenBytes {
 		return time.Time{}, false

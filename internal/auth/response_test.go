@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 // testJWT builds an unsigned JWT whose payload is claims (raw JSON).
@@ -61,7 +63,7 @@ func TestParseTokenResponse(t *testing.T) {
 		body    string
 		m       ResponseMapping
 		want    time.Time // zero: expect an error
-		class   Class
+		class   failure.Reason
 		wantTok string
 	}{
 		{name: "expires_in number", body: `{"access_token":"t","expires_in":300}`, want: at(300 * time.Second)},
@@ -69,23 +71,26 @@ func TestParseTokenResponse(t *testing.T) {
 		{name: "expires_in fraction", body: `{"access_token":"t","expires_in":300.5}`, want: at(300500 * time.Millisecond)},
 		{name: "expires_in exponent", body: `{"access_token":"t","expires_in":3e2}`, want: at(300 * time.Second)},
 		{name: "expires_in one year", body: `{"access_token":"t","expires_in":31536000}`, want: at(maxLifetime)},
-		{name: "expires_in over a year", body: `{"access_token":"t","expires_in":31536001}`, class: ClassInvalidResponse},
-		{name: "expires_in hex string", body: `{"access_token":"t","expires_in":"0x10"}`, class: ClassInvalidResponse},
-		{name: "expires_in Inf string", body: `{"access_token":"t","expires_in":"Inf"}`, class: ClassInvalidResponse},
-		{name: "expires_in empty string", body: `{"access_token":"t","expires_in":""}`, class: ClassInvalidResponse},
-		{name: "expires_in object", body: `{"access_token":"t","expires_in":{}}`, class: ClassInvalidResponse},
-		{name: "expires_in too short to arrive", body: `{"access_token":"t","expires_in":0.1}`, class: ClassInvalidResponse},
+		{name: "expires_in over a year is capped at a year", body: `{"access_token":"t","expires_in":31536001}`, want: at(maxLifetime)},
+		{name: "expires_in 1e18 is capped at a year", body: `{"access_token":"t","expires_in":1e18}`, want: at(maxLifetime)},
+		{name: "expires_in 1e300 is capped at a year", body: `{"access_token":"t","expires_in":1e300}`, want: at(maxLifetime)},
+		{name: "expires_in out of float range", body: `{"access_token":"t","expires_in":1e400}`, class: failure.InvalidResponse},
+		{name: "expires_in hex string", body: `{"access_token":"t","expires_in":"0x10"}`, class: failure.InvalidResponse},
+		{name: "expires_in Inf string", body: `{"access_token":"t","expires_in":"Inf"}`, class: failure.InvalidResponse},
+		{name: "expires_in empty string", body: `{"access_token":"t","expires_in":""}`, class: failure.InvalidResponse},
+		{name: "expires_in object", body: `{"access_token":"t","expires_in":{}}`, class: failure.InvalidResponse},
+		{name: "expires_in too short to arrive", body: `{"access_token":"t","expires_in":0.1}`, class: failure.InvalidResponse},
 		{name: "custom expires_in field", body: `{"access_token":"t","ttl":60}`, m: ResponseMapping{ExpiresInField: "ttl"}, want: at(time.Minute)},
-		{name: "default field ignored when renamed", body: `{"access_token":"t","expires_in":60}`, m: ResponseMapping{ExpiresInField: "ttl"}, class: ClassInvalidResponse},
+		{name: "default field ignored when renamed", body: `{"access_token":"t","expires_in":60}`, m: ResponseMapping{ExpiresInField: "ttl"}, class: failure.InvalidResponse},
 		{name: "dotted token path", body: `{"data":{"token":"t","expires_in":60}}`, m: ResponseMapping{TokenField: "data.token", ExpiresInField: "data.expires_in"}, want: at(time.Minute)},
 		{name: "key with a dot wins over the path", body: `{"data.token":"t","data":{"token":"u"},"expires_in":60}`, m: ResponseMapping{TokenField: "data.token"}, want: at(time.Minute)},
-		{name: "dotted path through a non-object", body: `{"data":"x","expires_in":60}`, m: ResponseMapping{TokenField: "data.token"}, class: ClassInvalidResponse},
-		{name: "token not a string", body: `{"access_token":42,"expires_in":60}`, class: ClassInvalidResponse},
-		{name: "token null", body: `{"access_token":null,"expires_in":60}`, class: ClassInvalidResponse},
-		{name: "token empty", body: `{"access_token":"","expires_in":60}`, class: ClassInvalidResponse},
-		{name: "token with tab", body: `{"access_token":"a\tb","expires_in":60}`, class: ClassInvalidResponse},
-		{name: "token with NEL", body: `{"access_token":"a\u0085b","expires_in":60}`, class: ClassInvalidResponse},
-		{name: "token with invalid UTF-8", body: "{\"access_token\":\"a\xffb\",\"expires_in\":60}", class: ClassInvalidResponse},
+		{name: "dotted path through a non-object", body: `{"data":"x","expires_in":60}`, m: ResponseMapping{TokenField: "data.token"}, class: failure.InvalidResponse},
+		{name: "token not a string", body: `{"access_token":42,"expires_in":60}`, class: failure.InvalidResponse},
+		{name: "token null", body: `{"access_token":null,"expires_in":60}`, class: failure.InvalidResponse},
+		{name: "token empty", body: `{"access_token":"","expires_in":60}`, class: failure.InvalidResponse},
+		{name: "token with tab", body: `{"access_token":"a\tb","expires_in":60}`, class: failure.InvalidResponse},
+		{name: "token with NEL", body: `{"access_token":"a\u0085b","expires_in":60}`, class: failure.InvalidResponse},
+		{name: "token with invalid UTF-8", body: "{\"access_token\":\"a\xffb\",\"expires_in\":60}", class: failure.InvalidResponse},
 		{name: "token exactly 64 KiB", body: `{"access_token":"` + strings.Repeat("a", MaxTokenBytes) + `","expires_in":60}`, want: at(time.Minute)},
 		{name: "expiresAt Z with millis", body: `{"accessToken":"t","expiresAt":"2026-03-04T10:05:00.000Z"}`, m: ResponseMapping{TokenField: "accessToken", ExpiresAtField: "expiresAt"}, want: at(5 * time.Minute)},
 		{name: "expiresAt offset", body: `{"access_token":"t","expiresAt":"2026-03-04T11:05:00+01:00"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(5 * time.Minute)},
@@ -94,27 +99,28 @@ func TestParseTokenResponse(t *testing.T) {
 		{name: "expiresAt no zone with fraction", body: `{"access_token":"t","expiresAt":"2026-03-04T10:05:00.250"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(5*time.Minute + 250*time.Millisecond)},
 		{name: "expiresAt space separator", body: `{"access_token":"t","expiresAt":"2026-03-04 10:05:00Z"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(5 * time.Minute)},
 		{name: "expiresAt epoch seconds", body: `{"access_token":"t","expiresAt":` + strconv.FormatInt(at(time.Minute).Unix(), 10) + `}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(time.Minute)},
-		{name: "expiresAt epoch milliseconds is rejected", body: `{"access_token":"t","expiresAt":` + strconv.FormatInt(at(time.Minute).UnixMilli(), 10) + `}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, class: ClassInvalidResponse},
+		{name: "expiresAt epoch milliseconds is rejected", body: `{"access_token":"t","expiresAt":` + strconv.FormatInt(at(time.Minute).UnixMilli(), 10) + `}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, class: failure.InvalidResponse},
 		{name: "expiresAt null is unknown", body: `{"access_token":"t","expiresAt":null,"expires_in":60}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(time.Minute)},
-		{name: "expiresAt bool", body: `{"access_token":"t","expiresAt":true}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, class: ClassInvalidResponse},
-		{name: "expiresAt beyond a year", body: `{"access_token":"t","expiresAt":"2030-01-01T00:00:00Z"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, class: ClassInvalidResponse},
+		{name: "expiresAt bool", body: `{"access_token":"t","expiresAt":true}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, class: failure.InvalidResponse},
+		{name: "expiresAt beyond a year is capped at a year", body: `{"access_token":"t","expiresAt":"2030-01-01T00:00:00Z"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(maxLifetime)},
+		{name: "JWT exp beyond a year is capped at a year", body: `{"access_token":"` + jwtExp(at(2*maxLifetime)) + `"}`, want: at(maxLifetime)},
 		{name: "expiresAt not read unless mapped", body: `{"access_token":"t","expiresAt":"garbage","expires_in":60}`, want: at(time.Minute)},
 		{name: "earliest: expires_in", body: `{"access_token":"` + jwtExp(at(time.Hour)) + `","expires_in":60,"expiresAt":"2026-03-04T10:30:00Z"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(time.Minute)},
 		{name: "earliest: expiresAt", body: `{"access_token":"` + jwtExp(at(time.Hour)) + `","expires_in":3600,"expiresAt":"2026-03-04T10:02:00Z"}`, m: ResponseMapping{ExpiresAtField: "expiresAt"}, want: at(2 * time.Minute)},
 		{name: "earliest: JWT exp", body: `{"access_token":"` + jwtExp(at(90*time.Second)) + `","expires_in":3600}`, want: at(90 * time.Second)},
 		{name: "JWT exp alone", body: `{"access_token":"` + jwtExp(at(90*time.Second)) + `"}`, want: at(90 * time.Second)},
-		{name: "JWT already expired", body: `{"access_token":"` + jwtExp(at(-time.Second)) + `","expires_in":300}`, class: ClassInvalidResponse},
+		{name: "JWT already expired", body: `{"access_token":"` + jwtExp(at(-time.Second)) + `","expires_in":300}`, class: failure.InvalidResponse},
 		{name: "default lifetime when nothing known", body: `{"access_token":"t"}`, m: ResponseMapping{DefaultLifetime: 2 * time.Minute}, want: at(2 * time.Minute)},
 		{name: "default lifetime loses to expires_in", body: `{"access_token":"t","expires_in":3600}`, m: ResponseMapping{DefaultLifetime: 2 * time.Minute}, want: at(time.Hour)},
 		{name: "default lifetime loses to JWT exp", body: `{"access_token":"` + jwtExp(at(time.Hour)) + `"}`, m: ResponseMapping{DefaultLifetime: 2 * time.Minute}, want: at(time.Hour)},
-		{name: "nothing known", body: `{"access_token":"t"}`, class: ClassInvalidResponse},
-		{name: "oauth error in 2xx", body: `{"error":"invalid_grant"}`, class: ClassInvalidCredentials},
-		{name: "temporary oauth error in 2xx", body: `{"error":"temporarily_unavailable"}`, class: ClassTransient},
+		{name: "nothing known", body: `{"access_token":"t"}`, class: failure.InvalidResponse},
+		{name: "oauth error in 2xx", body: `{"error":"invalid_grant"}`, class: failure.InvalidCredentials},
+		{name: "temporary oauth error in 2xx", body: `{"error":"temporarily_unavailable"}`, class: failure.ProviderUnavailable},
 		{name: "empty error is not an error", body: `{"error":"","access_token":"t","expires_in":60}`, want: at(time.Minute)},
-		{name: "array body", body: `[{"access_token":"t"}]`, class: ClassInvalidResponse},
-		{name: "empty body", body: ``, class: ClassInvalidResponse},
-		{name: "trailing data", body: `{"access_token":"t","expires_in":60} x`, class: ClassInvalidResponse},
-		{name: "two objects", body: `{"access_token":"t","expires_in":60}{}`, class: ClassInvalidResponse},
+		{name: "array body", body: `[{"access_token":"t"}]`, class: failure.InvalidResponse},
+		{name: "empty body", body: ``, class: failure.InvalidResponse},
+		{name: "trailing data", body: `{"access_token":"t","expires_in":60} x`, class: failure.InvalidResponse},
+		{name: "two objects", body: `{"access_token":"t","expires_in":60}{}`, class: failure.InvalidResponse},
 		{name: "whitespace around", body: "\n {\"access_token\":\"t\",\"expires_in\":60} \n", want: at(time.Minute)},
 	}
 	for _, tt := range tests {
@@ -151,6 +157,11 @@ func FuzzParseResponse(f *testing.F) {
 		`{"access_token":"t","expires_in":0}`,
 		`{"access_token":"t","expires_in":-5}`,
 		`{"access_token":"t","expires_in":1e11}`,
+		`{"access_token":"t","expires_in":1e18}`,
+		`{"access_token":"t","expires_in":1e300}`,
+		`{"access_token":"t","expires_in":1e400}`,
+		`{"access_token":"t","expires_in":"1.7976931348623157e308"}`,
+		`{"accessToken":"t","expiresAt":"2030-01-01T00:00:00Z"}`,
 		`{"access_token":"t","expires_in":true}`,
 		`{"access_token":"t","expires_in":"5m"}`,
 		`{"accessToken":"t","expiresAt":"2026-03-04T10:05:00.000Z"}`,
@@ -171,8 +182,8 @@ func FuzzParseResponse(f *testing.F) {
 			DefaultLifetime: time.Duration(defaultSecs) * time.Second}
 		tok, err := parseTokenResponse("h:443", 200, body, m, issued, now)
 		if err != nil {
-			switch ClassOf(err) {
-			case ClassInvalidResponse, ClassInvalidCredentials, ClassTransient:
+			switch failure.ReasonOf(err) {
+			case failure.InvalidResponse, failure.InvalidCredentials, failure.ProviderUnavailable:
 			default:
 				t.Fatalf("unexpected error type %T: %v", err, err)
 			}

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -56,30 +55,4 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// FullJitter is the "full jitter" backoff: a uniformly random wait between 0
-// and min(max, base·2^(attempt-1)). rnd is a value in [0,1) supplied by the
-// caller so that tests can pin it. Attempts below 1 count as 1.
-func FullJitter(attempt int, base, max time.Duration, rnd float64) time.Duration {
-	if base <= 0 || max <= 0 {
-		return 0
-	}
-	if attempt < 1 {
-		attempt = 1
-	}
-	if rnd < 0 || math.IsNaN(rnd) {
-		rnd = 0
-	}
-	if rnd >= 1 {
-		rnd = math.Nextafter(1, 0)
-	}
-	ceiling := base
-	for i := 1; i < attempt && ceiling < max; i++ {
-		ceiling *= 2
-	}
-	if ceiling > max || ceiling <= 0 {
-		ceiling = max
-	}
-	return time.Duration(rnd * float64(ceiling))
 }

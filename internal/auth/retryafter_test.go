@@ -46,40 +46,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestFullJitter(t *testing.T) {
-	const base, max = 2 * time.Second, 2 * time.Minute
-	tests := []struct {
-		name    string
-		attempt int
-		rnd     float64
-		want    time.Duration
-	}{
-		{"first attempt, rnd 0", 1, 0, 0},
-		{"first attempt, half", 1, 0.5, time.Second},
-		{"second attempt doubles the ceiling", 2, 0.5, 2 * time.Second},
-		{"third attempt", 3, 0.5, 4 * time.Second},
-		{"sixth attempt", 6, 0.5, 32 * time.Second},
-		{"seventh attempt hits the cap", 7, 0.5, time.Minute},
-		{"far attempt stays capped", 1000, 0.5, time.Minute},
-		{"attempt 0 counts as 1", 0, 0.5, time.Second},
-		{"negative attempt counts as 1", -3, 0.5, time.Second},
-		{"rnd just below 1", 7, 0.999, time.Duration(0.999 * float64(max))},
-		{"rnd of 1 stays below the ceiling", 1, 1, base - 1},
-		{"negative rnd is 0", 3, -1, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := FullJitter(tt.attempt, base, max, tt.rnd)
-			if got != tt.want {
-				t.Fatalf("FullJitter(%d, %v, %v, %v) = %v, want %v", tt.attempt, base, max, tt.rnd, got, tt.want)
-			}
-			if got < 0 || got > max {
-				t.Fatalf("FullJitter out of [0, max]: %v", got)
-			}
-		})
-	}
-}
-
 func FuzzParseRetryAfter(f *testing.F) {
 	now := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 	for _, s := range []string{

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 func TestComposeStatic(t *testing.T) {
@@ -31,7 +33,7 @@ func TestComposeStatic(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, gotExp, hasExp, err := ComposeStatic(tt.jwt, tt.secret)
 			if tt.wantErr {
-				mustClass(t, err, ClassInvalidCredentials)
+				mustClass(t, err, failure.InvalidCredentials)
 				return
 			}
 			if err != nil {

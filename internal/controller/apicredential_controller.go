@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -30,27 +31,35 @@ import (
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/refresh"
 )
 
-// Event reasons.
+// Event reasons other than failures' (those are in internal/failure).
 const (
 	EventTokenRefreshed                = "TokenRefreshed"
-	EventRefreshFailed                 = "RefreshFailed"
-	EventRateLimited                   = "RateLimited"
-	EventTargetConflict                = "TargetConflict"
+	EventTargetRestored                = "TargetRestored"
 	EventTokenExpiringSoon             = "TokenExpiringSoon"
 	EventClientCertificateExpiringSoon = "ClientCertificateExpiringSoon"
 )
+
+// APIErrorRetryMax caps the workqueue's per-item backoff after a pass failed
+// on an API server error, so that every credential is back within 30 s of
+// the API server's recovery (controller-runtime's default grows to 1000 s).
+const APIErrorRetryMax = 30 * time.Second
 
 // CertificateWarning is how long before a client certificate's expiry
 // tokenwarden warns.
 const CertificateWarning = 30 * 24 * time.Hour
 
 // secretRefIndex indexes APICredentials by every Secret name they read or
-// write, to map a Secret event back to the APICredentials concerned.
-const secretRefIndex = ".spec.secretNames"
+// write, and configMapRefIndex by the ConfigMap they read, to map an event
+// back to the APICredentials concerned.
+const (
+	secretRefIndex    = ".spec.secretNames"
+	configMapRefIndex = ".spec.configMapNames"
+)
 
 // TokenClient is what the reconciler needs of internal/auth.
 type TokenClient interface {
@@ -82,9 +91,10 @@ type APICredentialReconciler struct {
 	// install); empty means all.
 	Namespaces []string
 
-	// secretMeta caches the metadata of all Secrets; set up by
-	// SetupWithManager.
-	secretMeta client.Reader
+	// Metadata reads the metadata of any Secret or ConfigMap (sources, and
+	// foreign Secrets squatting a target name). SetupWithManager sets it to
+	// a metadata-only cache of all Secrets and ConfigMaps when nil.
+	Metadata client.Reader
 
 	mu sync.Mutex
 	// minted holds the last token minted per APICredential, so that a
@@ -107,45 +117,74 @@ type mintedFor struct {
 
 // SetupWithManager registers the controller, its watches and its index.
 func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &authv1alpha1.APICredential{}, secretRefIndex,
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &authv1alpha1.APICredential{}, secretRefIndex,
 		func(o client.Object) []string {
 			c := o.(*authv1alpha1.APICredential)
 			return append(referencedSecrets(&c.Spec), string(c.Spec.Target.SecretName))
 		}); err != nil {
 		return err
 	}
-	metaCache, err := newSecretMetadataCache(mgr, r.Namespaces)
+	if err := indexer.IndexField(ctx, &authv1alpha1.APICredential{}, configMapRefIndex,
+		func(o client.Object) []string {
+			if n := referencedConfigMap(&o.(*authv1alpha1.APICredential).Spec); n != "" {
+				return []string{n}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
+	metaCache, err := newMetadataCache(mgr, r.Namespaces)
 	if err != nil {
 		return err
 	}
-	r.secretMeta = metaCache
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if r.Metadata == nil {
+		r.Metadata = metaCache
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apicredential").
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: max(r.Workers, 1),
+			// Only the per-item backoff, capped: a bucket shared by all
+			// items would hold thousands of credentials back after an API
+			// server outage.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, APIErrorRetryMax),
+		}).
 		For(&authv1alpha1.APICredential{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
-		// Source Secrets, and foreign Secrets squatting a target name, are
-		// watched as metadata only: tokenwarden never caches their data.
-		WatchesRawSource(source.Kind(metaCache, client.Object(secretMeta),
-			handler.EnqueueRequestsFromMapFunc(r.credentialsForSecret))).
+		// Source Secrets and ConfigMaps, and foreign Secrets squatting a
+		// target name, are watched as metadata only: tokenwarden never
+		// caches their data.
+		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("Secret")),
+			handler.EnqueueRequestsFromMapFunc(r.credentialsFor(secretRefIndex)))).
+		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("ConfigMap")),
+			handler.EnqueueRequestsFromMapFunc(r.credentialsFor(configMapRefIndex)))).
 		Complete(r)
 }
 
-func (r *APICredentialReconciler) credentialsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var list authv1alpha1.APICredentialList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()),
-		client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing APICredentials for a Secret", "secret", client.ObjectKeyFromObject(o))
-		return nil
+// metadataOf is an empty metadata-only object of a core kind.
+func metadataOf(kind string) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
+	return m
+}
+
+// credentialsFor maps an object to the APICredentials that name it in index.
+func (r *APICredentialReconciler) credentialsFor(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list authv1alpha1.APICredentialList
+		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()),
+			client.MatchingFields{index: o.GetName()}); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing APICredentials for an object", "index", index, "object", client.ObjectKeyFromObject(o))
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, c := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+		}
+		return out
 	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, c := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-	}
-	return out
 }
 
 // pass is one reconcile of one APICredential: what was loaded and the status
@@ -158,6 +197,9 @@ type pass struct {
 	token refresh.Token
 	// wake is when the next pass must run (zero: only on a change).
 	wake time.Time
+	// recovering is true when the target Secret holds a token minted from
+	// the current inputs: a broken answer is then a passing fault.
+	recovering bool
 }
 
 func (p *pass) wakeAt(t time.Time) {
@@ -190,8 +232,15 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if !cred.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	p := &pass{cred: cred, now: r.Clock.Now(), status: *cred.Status.DeepCopy()}
-	err := r.run(ctx, p)
+	t, err := r.loadTarget(ctx, cred)
+	if err != nil {
+		// Without the target nothing is known about the token: the status
+		// written last stays as it is (Ready, the planned refresh), and the
+		// workqueue retries within APIErrorRetryMax.
+		return ctrl.Result{}, err
+	}
+	p := &pass{cred: cred, now: r.Clock.Now(), status: *cred.Status.DeepCopy(), token: t.token}
+	err = r.run(ctx, p, t)
 	p.finish()
 	r.Metrics.SetCredential(cred.Namespace, cred.Name, timeOf(p.status.TokenExpiresAt),
 		timeOf(p.status.NextRefreshTime), timeOf(p.status.ClientCertificateExpiresAt))
@@ -204,18 +253,12 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return p.result(), nil
 }
 
-func (r *APICredentialReconciler) run(ctx context.Context, p *pass) error {
+func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) error {
 	cred := p.cred
-	t, err := r.loadTarget(ctx, cred)
-	if err != nil {
-		return err
-	}
 	if t.conflict != nil {
-		r.localFailure(p, t.conflict, EventTargetConflict)
-		p.wakeAt(p.now.Add(refresh.SlowRetry))
+		r.localFailure(p, t.conflict)
 		return nil
 	}
-	p.token = t.token
 	if cred.Spec.Suspend {
 		p.status.NextRefreshTime = nil
 		setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonSuspended,
@@ -227,23 +270,38 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass) error {
 		return err
 	}
 	if len(missing) > 0 {
-		r.localFailure(p, problemf(authv1alpha1.ReasonSourceSecretMissing,
-			"referenced Secret %q not found", missing[0]), EventRefreshFailed)
-		p.status.NextRefreshTime = nil
+		r.localFailure(p, problemf(failure.SourceSecretMissing, "referenced %s not found", missing[0]))
 		return nil
 	}
 	if cred.Spec.Static != nil {
 		return r.syncStatic(ctx, p, t, inputs)
 	}
+	p.recovering = t.secret != nil && t.inputs == inputs && !t.token.IssuedAt.IsZero()
 	// A token minted earlier but not in the target Secret (its write failed,
 	// or someone deleted the Secret) is written again, never asked for twice.
-	if m, ok := r.lastMinted(cred); ok && m.inputs == inputs && m.state().Valid(p.now) && !t.holds(m.minted) {
-		if err := r.writeTarget(ctx, cred, t.secret, m.minted); err != nil {
+	mem, inMemory := r.lastMinted(cred)
+	if inMemory && mem.inputs == inputs && mem.state().Valid(p.now) && !t.holds(mem.minted) {
+		if err := r.writeTarget(ctx, cred, t.secret, mem.minted); err != nil {
 			return r.writeFailed(p, err)
 		}
-		p.token = m.state()
-		r.schedule(p, m.minted)
+		p.token = mem.state()
+		r.schedule(p, mem.minted)
 		return nil
+	}
+	if t.drifted && t.token.Valid(p.now) {
+		// Token keys edited or removed by hand: restored from the current
+		// token, without a provider call. One that cannot be recovered
+		// counts as no token.
+		m, ok := t.restorable(mem, inMemory)
+		if !ok {
+			p.token = refresh.Token{}
+			return r.decide(ctx, p, t, inputs)
+		}
+		if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
+			return r.writeFailed(p, err)
+		}
+		r.event(cred, corev1.EventTypeNormal, EventTargetRestored, "Restore",
+			"Keys of Secret %s changed by hand were restored from the current token", cred.Spec.Target.SecretName)
 	}
 	return r.decide(ctx, p, t, inputs)
 }
@@ -254,7 +312,7 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 	tr := cred.Spec.TokenRequest
 	host, err := auth.HostOf(tr.URL)
 	if err != nil {
-		r.localFailure(p, problemf(authv1alpha1.ReasonInvalidSpec, "spec.tokenRequest.url: %v", err), EventRefreshFailed)
+		r.localFailure(p, problemf(failure.InvalidSpec, "spec.tokenRequest.url: %v", err))
 		return nil
 	}
 	last := p.status.ObservedInputs
@@ -262,7 +320,7 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		last = t.inputs
 	}
 	requested := cred.Annotations[authv1alpha1.AnnotationRefreshRequestedAt]
-	lastFailure := failureClass(p.status)
+	lastFailure := lastFailure(p.status)
 	in := refresh.Input{
 		Now:                 p.now,
 		Token:               p.token,
@@ -279,8 +337,10 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 	}
 	d := refresh.Decide(in)
 	if d.Action == refresh.Wait {
-		p.status.NextRefreshTime = metaTime(d.At)
-		p.wakeAt(d.At)
+		// A zero time (a spec failure) waits for a change.
+		at := ceilSecond(d.At)
+		p.status.NextRefreshTime = metaTime(at)
+		p.wakeAt(at)
 		return nil
 	}
 	return r.refresh(ctx, p, t, inputs, host)
@@ -301,6 +361,13 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	if err != nil {
 		return r.attemptFailed(p, err, inputs)
 	}
+	if t.secret == nil {
+		sec, err := r.claim(ctx, cred)
+		if err != nil {
+			return r.writeFailed(p, err)
+		}
+		t.secret = sec
+	}
 	tok, err := r.Tokens.Fetch(ctx, res.request)
 	var rl *auth.RateLimitedError
 	if errors.As(err, &rl) && rl.Local {
@@ -311,17 +378,22 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		p.wakeAt(at)
 		return nil
 	}
-	p.status.LastAttemptTime = metaTime(p.now)
+	if sem, _ := failure.Of(failure.ReasonOf(err)); err == nil || sem.Sent {
+		// Rounded up, as status holds whole seconds: the minimum interval
+		// counted from it is never shorter than the real one.
+		p.status.LastAttemptTime = metaTime(ceilSecond(p.now))
+	}
 	if err != nil {
-		log.Info("Token request failed", "host", host, "class", auth.ClassOf(err), "error", err.Error())
+		log.Info("Token request failed", "host", host, "reason", failure.ReasonOf(err), "error", err.Error())
 		return r.attemptFailed(p, err, inputs)
 	}
 	m := minted{
 		token:         tok.Value,
 		authorization: "Bearer " + tok.Value,
-		issuedAt:      tok.IssuedAt.Truncate(time.Second),
-		expiresAt:     tok.ExpiresAt.Truncate(time.Second),
-		inputs:        inputs,
+		// Rounded up like lastAttemptTime, so the two compare as one call.
+		issuedAt:  ceilSecond(tok.IssuedAt),
+		expiresAt: tok.ExpiresAt.Truncate(time.Second),
+		inputs:    inputs,
 	}
 	r.remember(cred, m)
 	r.attemptDone(p, inputs)
@@ -341,8 +413,7 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 // schedule records a good token in status and plans its refresh.
 func (r *APICredentialReconciler) schedule(p *pass, m minted) {
 	tr := p.cred.Spec.TokenRequest
-	at := refresh.RefreshAt(m.issuedAt, m.expiresAt, refreshBeforeSpec(p.cred), tr.InvalidatesPrevious, jitter(p.cred.UID, m.issuedAt))
-	at = latest(at, m.issuedAt.Add(refresh.MinInterval(m.state(), m.issuedAt)))
+	at := ceilSecond(refresh.Schedule(m.state(), refreshBeforeSpec(p.cred), tr.InvalidatesPrevious, jitter(p.cred.UID, m.issuedAt)))
 	p.status.ConsecutiveFailures = 0
 	p.status.NextRefreshTime = metaTime(at)
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonRefreshSucceeded, "The last token request succeeded")
@@ -357,30 +428,33 @@ func (r *APICredentialReconciler) attemptDone(p *pass, inputs string) {
 }
 
 // attemptFailed records a failed refresh attempt (local or at the provider)
-// and plans the retry per the failure class.
+// and plans the retry by the failure table. An error without a failure
+// reason is API server trouble: it is returned for the workqueue to retry.
 func (r *APICredentialReconciler) attemptFailed(p *pass, err error, inputs string) error {
-	reason, class := classify(err)
-	if reason == "" {
-		return err // an API server error: let the workqueue retry
+	reason := failure.ReasonOf(err)
+	sem, ok := failure.Of(reason)
+	if !ok {
+		return err
 	}
 	r.attemptDone(p, inputs)
-	r.Metrics.Attempt(false, reason)
+	r.Metrics.Attempt(false, string(reason))
 	p.status.ConsecutiveFailures++
 	var cooldown time.Duration
 	var rl *auth.RateLimitedError
 	if errors.As(err, &rl) {
 		cooldown = rl.RetryAfter
 	}
-	next := refresh.NextAttempt(refresh.Failure{Class: class, Attempt: int(p.status.ConsecutiveFailures), Cooldown: cooldown},
-		p.now, p.token, r.rand())
+	next := ceilSecond(refresh.NextAttempt(refresh.Failure{
+		Class: sem.Retry, Attempt: int(p.status.ConsecutiveFailures), Cooldown: cooldown, Recovering: p.recovering,
+	}, p.now, p.token, r.rand()))
+	if sem.Retry == refresh.Spec {
+		// Found now, so the once-per-start re-check is spent.
+		r.firstRecheck(p.cred)
+	}
 	p.status.NextRefreshTime = metaTime(next)
 	p.wakeAt(next)
-	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, err.Error())
-	evReason := EventRefreshFailed
-	if class == refresh.RateLimited {
-		evReason = EventRateLimited
-	}
-	r.event(p.cred, corev1.EventTypeWarning, evReason, "Refresh", "%s", err.Error())
+	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, string(reason), err.Error())
+	r.event(p.cred, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", err.Error())
 	return nil
 }
 
@@ -388,26 +462,33 @@ func (r *APICredentialReconciler) attemptFailed(p *pass, err error, inputs strin
 // ownership is recorded; anything else is retried by the workqueue, and the
 // token minted for it is written then (see lastMinted).
 func (r *APICredentialReconciler) writeFailed(p *pass, err error) error {
-	var pr *problem
-	if errors.As(err, &pr) {
-		r.localFailure(p, pr, EventTargetConflict)
+	var fe *failure.Error
+	if errors.As(err, &fe) {
+		r.localFailure(p, fe)
 		return nil
 	}
 	return err
 }
 
-// localFailure records a problem found without calling the provider. The
-// event is emitted only when the Degraded reason changes, so a credential
-// waiting for a fix does not repeat itself.
-func (r *APICredentialReconciler) localFailure(p *pass, pr *problem, eventReason string) {
+// localFailure records a problem found before any attempt started (a
+// target conflict, a missing Secret, an invalid URL). It counts no failed
+// attempt; the event is emitted only when the Degraded reason changes, and
+// the retry planned by the failure table is kept while it lies ahead, so a
+// credential waiting for a fix neither repeats itself nor rewrites status.
+func (r *APICredentialReconciler) localFailure(p *pass, fe *failure.Error) {
+	sem, _ := failure.Of(fe.Reason)
 	prev := meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionDegraded)
-	if prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != pr.reason {
-		if pr.reason != authv1alpha1.ReasonTargetConflict && eventReason == EventTargetConflict {
-			eventReason = EventRefreshFailed
-		}
-		r.event(p.cred, corev1.EventTypeWarning, eventReason, "Refresh", "%s", pr.message)
+	same := prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == string(fe.Reason)
+	if !same {
+		r.event(p.cred, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", fe.Message)
 	}
-	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, pr.reason, pr.message)
+	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, string(fe.Reason), fe.Message)
+	next := timeOf(p.status.NextRefreshTime)
+	if !same || !next.After(p.now) {
+		next = ceilSecond(refresh.NextAttempt(refresh.Failure{Class: sem.Retry, Attempt: 1}, p.now, p.token, r.rand()))
+	}
+	p.status.NextRefreshTime = metaTime(next)
+	p.wakeAt(next)
 }
 
 // finish sets Ready from the token in the target Secret and the summary
@@ -466,55 +547,19 @@ func (r *APICredentialReconciler) writeStatus(ctx context.Context, cred *authv1a
 	return nil
 }
 
-// classify maps an error to a condition reason and a retry class; "" for
-// errors that are not about the credential (API server trouble).
-func classify(err error) (string, refresh.Class) {
-	var pr *problem
-	if errors.As(err, &pr) {
-		switch pr.reason {
-		case authv1alpha1.ReasonInvalidSpec:
-			return pr.reason, refresh.Spec
-		case authv1alpha1.ReasonTargetConflict:
-			return pr.reason, refresh.Conflict
-		}
-		return pr.reason, refresh.Credentials
-	}
-	switch auth.ClassOf(err) {
-	case auth.ClassRateLimited:
-		return authv1alpha1.ReasonRateLimited, refresh.RateLimited
-	case auth.ClassTransient:
-		return authv1alpha1.ReasonProviderUnavailable, refresh.Transient
-	case auth.ClassInvalidResponse:
-		return authv1alpha1.ReasonInvalidResponse, refresh.Transient
-	case auth.ClassInvalidCredentials:
-		return authv1alpha1.ReasonInvalidCredentials, refresh.Credentials
-	case auth.ClassClientCertificate:
-		return authv1alpha1.ReasonInvalidClientCertificate, refresh.Credentials
-	case auth.ClassConfiguration:
-		// Includes a URL refused by --allowed-hosts or the private-network
-		// policy: the spec or the operator's flags must change.
-		return authv1alpha1.ReasonInvalidSpec, refresh.Spec
-	}
-	return "", refresh.None
-}
-
-// failureClass reads the retry class of the last failure from status.
-func failureClass(s authv1alpha1.APICredentialStatus) refresh.Class {
+// lastFailure reads the retry class of the last failed attempt from status.
+// A Degraded reason that is not a failure (or not known to this version)
+// counts as none: the schedule decides.
+func lastFailure(s authv1alpha1.APICredentialStatus) refresh.Class {
 	d := meta.FindStatusCondition(s.Conditions, authv1alpha1.ConditionDegraded)
 	if s.ConsecutiveFailures == 0 || d == nil || d.Status != metav1.ConditionTrue {
 		return refresh.None
 	}
-	switch d.Reason {
-	case authv1alpha1.ReasonRateLimited:
-		return refresh.RateLimited
-	case authv1alpha1.ReasonProviderUnavailable, authv1alpha1.ReasonInvalidResponse:
-		return refresh.Transient
-	case authv1alpha1.ReasonInvalidSpec:
-		return refresh.Spec
-	case authv1alpha1.ReasonTargetConflict:
-		return refresh.Conflict
+	sem, ok := failure.Of(failure.Reason(d.Reason))
+	if !ok {
+		return refresh.None
 	}
-	return refresh.Credentials
+	return sem.Retry
 }
 
 func refreshBeforeSpec(cred *authv1alpha1.APICredential) time.Duration {
@@ -616,16 +661,21 @@ func metaTime(t time.Time) *metav1.Time {
 	return &mt
 }
 
+// ceilSecond rounds a planned time up to the whole second that status can
+// hold, so that status never shows a time earlier than the plan.
+func ceilSecond(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
 func timeOf(t *metav1.Time) time.Time {
 	if t == nil {
 		return time.Time{}
 	}
 	return t.Time
-}
-
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

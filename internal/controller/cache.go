@@ -42,12 +42,12 @@ func namespaceConfig(namespaces []string) map[string]cache.Config {
 	return out
 }
 
-// newSecretMetadataCache is a second cache holding only the metadata of all
-// Secrets: enough to notice that a source Secret changed, or that a foreign
-// Secret squats a target name, without holding any Secret's data. It is
+// newMetadataCache is a second cache holding only the metadata of all
+// Secrets and ConfigMaps: enough to notice that a source changed, or that a
+// foreign Secret squats a target name, without holding any data. It is
 // separate from the manager's cache because there the Secret kind is
 // label-selected, and a selector applies to every view of a kind.
-func newSecretMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+func newMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:                      mgr.GetScheme(),
 		Mapper:                      mgr.GetRESTMapper(),
@@ -57,7 +57,7 @@ func newSecretMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache,
 		DefaultNamespaces:           namespaceConfig(namespaces),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the Secret metadata cache: %w", err)
+		return nil, fmt.Errorf("creating the metadata cache: %w", err)
 	}
 	if err := mgr.Add(c); err != nil {
 		return nil, err

@@ -101,8 +101,9 @@ func TestWatchNamespacesIgnoresOtherNamespaces(t *testing.T) {
 	}
 	h.client("watched")
 	h.credential("watched", authv1alpha1.APICredentialSpec{TokenRequest: h.flowB("watched"), Target: targetSpec("watched-token")})
+	// Created after the ignored one: had the cache covered other
+	// namespaces, the ignored credential would have arrived first.
 	h.waitCondition("watched", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
-	time.Sleep(2 * time.Second)
 	got := &authv1alpha1.APICredential{}
 	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(ignored), got); err != nil {
 		t.Fatal(err)
@@ -130,7 +131,7 @@ func scrape(t *testing.T, addr, token string) (int, string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		// The metrics server's certificate is self-signed in this test.
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // G402: the metrics certificate is self-signed; the test checks authn/authz
 	}}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
 	if token != "" {
@@ -252,6 +253,11 @@ func TestMemoryDoesNotGrowWithUnrelatedSecrets(t *testing.T) {
 		return ""
 	})
 	before := heapAfterGC()
+	// A barrier: a credential whose source Secret is created after the
+	// unrelated ones. The metadata watch delivers Secrets in order, so once
+	// it is Ready every unrelated Secret has reached the operator.
+	h.sb.AddClient("mem-barrier", "barrier-secret")
+	h.credential("mem-barrier", authv1alpha1.APICredentialSpec{TokenRequest: h.flowB("mem-barrier"), Target: targetSpec("mem-barrier-token")})
 
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
@@ -277,7 +283,8 @@ func TestMemoryDoesNotGrowWithUnrelatedSecrets(t *testing.T) {
 			t.Fatalf("creating unrelated Secrets: %v", err)
 		}
 	}
-	time.Sleep(5 * time.Second) // let the watches deliver them
+	h.secret("mem-barrier", map[string]string{"id": "mem-barrier", "secret": "barrier-secret"})
+	h.waitCondition("mem-barrier", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
 	after := heapAfterGC()
 	growth := int64(after) - int64(before)
 	t.Logf("heap after GC: %.1f MiB with %d credentials, %.1f MiB after %d unrelated %d KiB Secrets (growth %.1f MiB)",

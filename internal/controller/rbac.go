@@ -5,11 +5,16 @@ package controller
 // (label-selected) and the metadata-only watch of source Secrets; get reads
 // a source Secret when a token is requested; create/update/patch write target
 // Secrets. There is no delete: target Secrets go with their APICredential
-// through the owner reference.
+// through the owner reference. ConfigMaps: get reads a CA bundle when a
+// token is requested; list/watch serve their metadata-only watch.
+// apicredentials/finalizers: update lets the operator set a blocking owner
+// reference on a target Secret where the API server enforces owner-reference
+// permissions (the OwnerReferencesPermissionEnforcement admission plugin).
 //
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -12,25 +12,18 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
-// problem is a failure found before any provider call. Its message names
+// problemf is a failure found before any provider call. Its message names
 // fields, Secrets and keys, never values.
-type problem struct {
-	reason  string
-	message string
-}
-
-func (p *problem) Error() string { return p.message }
-
-func problemf(reason, format string, args ...any) *problem {
-	return &problem{reason: reason, message: fmt.Sprintf(format, args...)}
+func problemf(reason failure.Reason, format string, args ...any) *failure.Error {
+	return &failure.Error{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
 // referencedSecrets lists, sorted and once each, the Secrets a spec reads.
@@ -66,26 +59,44 @@ func referencedSecrets(spec *authv1alpha1.APICredentialSpec) []string {
 	return slices.Compact(names)
 }
 
+// referencedConfigMap is the ConfigMap a spec reads (its CA bundle), or "".
+func referencedConfigMap(spec *authv1alpha1.APICredentialSpec) string {
+	if tr := spec.TokenRequest; tr != nil && tr.CABundle != nil && tr.CABundle.ConfigMapName != nil {
+		return *tr.CABundle.ConfigMapName
+	}
+	return ""
+}
+
 // inputsVersion fingerprints what a token is minted from: the spec's
 // generation and the identity and resourceVersion of every referenced
-// Secret, read as metadata from the cache. It holds no Secret content, so it
-// can sit in status without helping anyone guess a password. A Secret that
-// does not exist is reported in missing.
+// Secret and ConfigMap, read as metadata from the cache. It holds no
+// content, so it can sit in status without helping anyone guess a password.
+// An object that does not exist is reported in missing (as `Secret "name"`).
 func (r *APICredentialReconciler) inputsVersion(ctx context.Context, cred *authv1alpha1.APICredential) (version string, missing []string, err error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "generation=%d\n", cred.Generation)
-	for _, name := range referencedSecrets(&cred.Spec) {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.secretMeta.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: name}, meta)
+	add := func(kind, name string) error {
+		meta := metadataOf(kind)
+		err := r.Metadata.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: name}, meta)
 		switch {
 		case apierrors.IsNotFound(err):
-			missing = append(missing, name)
-			fmt.Fprintf(h, "secret=%s missing\n", name)
+			missing = append(missing, fmt.Sprintf("%s %q", kind, name))
+			fmt.Fprintf(h, "%s=%s missing\n", kind, name)
 		case err != nil:
-			return "", nil, fmt.Errorf("reading metadata of Secret %s: %w", name, err)
+			return fmt.Errorf("reading metadata of %s %s: %w", kind, name, err)
 		default:
-			fmt.Fprintf(h, "secret=%s uid=%s rv=%s\n", name, meta.UID, meta.ResourceVersion)
+			fmt.Fprintf(h, "%s=%s uid=%s rv=%s\n", kind, name, meta.UID, meta.ResourceVersion)
+		}
+		return nil
+	}
+	for _, name := range referencedSecrets(&cred.Spec) {
+		if err := add("Secret", name); err != nil {
+			return "", nil, err
+		}
+	}
+	if name := referencedConfigMap(&cred.Spec); name != "" {
+		if err := add("ConfigMap", name); err != nil {
+			return "", nil, err
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], missing, nil
@@ -106,7 +117,7 @@ func (s *secretReader) value(secret authv1alpha1.SecretName, key authv1alpha1.Se
 		sec = &corev1.Secret{}
 		err := s.reader.Get(s.ctx, types.NamespacedName{Namespace: s.ns, Name: string(secret)}, sec)
 		if apierrors.IsNotFound(err) {
-			return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "%s: Secret %q not found", field, secret)
+			return nil, problemf(failure.SourceSecretMissing, "%s: Secret %q not found", field, secret)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading Secret %s: %w", secret, err)
@@ -118,7 +129,7 @@ func (s *secretReader) value(secret authv1alpha1.SecretName, key authv1alpha1.Se
 	}
 	v, ok := sec.Data[string(key)]
 	if !ok {
-		return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "%s: Secret %q has no key %q", field, secret, key)
+		return nil, problemf(failure.SourceSecretMissing, "%s: Secret %q has no key %q", field, secret, key)
 	}
 	return v, nil
 }
@@ -178,7 +189,7 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, problemf(authv1alpha1.ReasonInvalidSpec, "spec.tokenRequest.caBundle: key %q holds no PEM certificate", ca.Key)
+			return nil, problemf(failure.InvalidSpec, "spec.tokenRequest.caBundle: key %q holds no PEM certificate", ca.Key)
 		}
 		req.RootCAs = pool
 	}
@@ -205,7 +216,7 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 		cert, notAfter, err := auth.LoadClientCertificate(cs, now)
 		out.certNotAfter = notAfter
 		if err != nil {
-			return out, problemf(authv1alpha1.ReasonInvalidClientCertificate, "%s (Secret %q): %v", field, cc.SecretName, err)
+			return out, problemf(failure.InvalidClientCertificate, "%s (Secret %q): %v", field, cc.SecretName, err)
 		}
 		req.Certificate = cert
 	}
@@ -237,7 +248,7 @@ func (r *APICredentialReconciler) caBundle(ctx context.Context, src *secretReade
 	cm := &corev1.ConfigMap{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: *ca.ConfigMapName}, cm)
 	if apierrors.IsNotFound(err) {
-		return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q not found", *ca.ConfigMapName)
+		return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q not found", *ca.ConfigMapName)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading ConfigMap %s: %w", *ca.ConfigMapName, err)
@@ -248,5 +259,5 @@ func (r *APICredentialReconciler) caBundle(ctx context.Context, src *secretReade
 	if v, ok := cm.BinaryData[string(ca.Key)]; ok {
 		return v, nil
 	}
-	return nil, problemf(authv1alpha1.ReasonSourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q has no key %q", *ca.ConfigMapName, ca.Key)
+	return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q has no key %q", *ca.ConfigMapName, ca.Key)
 }

@@ -11,6 +11,7 @@ import (
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 )
 
 // DefaultWarnBefore is how long before a static token's exp tokenwarden warns
@@ -23,32 +24,14 @@ const DefaultWarnBefore = 168 * time.Hour
 func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t target, inputs string) error {
 	cred := p.cred
 	st := cred.Spec.Static
-	if t.secret == nil || t.inputs != inputs {
-		if err := checkTemplates(&cred.Spec.Target); err != nil {
-			return r.attemptFailed(p, err, inputs)
-		}
-		src := &secretReader{ctx: ctx, reader: r.APIReader, ns: cred.Namespace}
-		jwt, err := src.value(st.SecretName, st.TokenKey, "spec.static.tokenKey")
+	if t.secret == nil || t.inputs != inputs || t.drifted {
+		m, err := r.readStatic(ctx, p, inputs)
 		if err != nil {
-			return r.attemptFailed(p, err, inputs)
-		}
-		var secret []byte
-		if st.SecretKey != nil {
-			if secret, err = src.value(st.SecretName, *st.SecretKey, "spec.static.secretKey"); err != nil {
-				return r.attemptFailed(p, err, inputs)
-			}
-		}
-		authorization, exp, _, err := auth.ComposeStatic(string(jwt), string(secret))
-		if err != nil {
-			return r.attemptFailed(p, problemf(authv1alpha1.ReasonInvalidCredentials,
-				"spec.static (Secret %q): %v", st.SecretName, err), inputs)
-		}
-		m := minted{
-			token:         strings.TrimPrefix(authorization, "Bearer "),
-			authorization: authorization,
-			issuedAt:      p.now.Truncate(time.Second),
-			expiresAt:     exp.Truncate(time.Second),
-			inputs:        inputs,
+			err = r.attemptFailed(p, err, inputs)
+			// No provider call to plan: the watch on the source Secret
+			// brings the fix, and the slow retry wakes the pass meanwhile.
+			p.status.NextRefreshTime = nil
+			return err
 		}
 		r.attemptDone(p, inputs)
 		if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
@@ -78,4 +61,35 @@ func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t tar
 	}
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, authv1alpha1.ReasonTokenExpiringSoon, msg)
 	return nil
+}
+
+// readStatic reads the static token and composes what goes into the target
+// Secret.
+func (r *APICredentialReconciler) readStatic(ctx context.Context, p *pass, inputs string) (minted, error) {
+	st := p.cred.Spec.Static
+	if err := checkTemplates(&p.cred.Spec.Target); err != nil {
+		return minted{}, err
+	}
+	src := &secretReader{ctx: ctx, reader: r.APIReader, ns: p.cred.Namespace}
+	jwt, err := src.value(st.SecretName, st.TokenKey, "spec.static.tokenKey")
+	if err != nil {
+		return minted{}, err
+	}
+	var secret []byte
+	if st.SecretKey != nil {
+		if secret, err = src.value(st.SecretName, *st.SecretKey, "spec.static.secretKey"); err != nil {
+			return minted{}, err
+		}
+	}
+	authorization, exp, _, err := auth.ComposeStatic(string(jwt), string(secret))
+	if err != nil {
+		return minted{}, problemf(failure.InvalidCredentials, "spec.static (Secret %q): %v", st.SecretName, err)
+	}
+	return minted{
+		token:         strings.TrimPrefix(authorization, "Bearer "),
+		authorization: authorization,
+		issuedAt:      p.now.Truncate(time.Second),
+		expiresAt:     exp.Truncate(time.Second),
+		inputs:        inputs,
+	}, nil
 }

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -111,18 +112,7 @@ func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.UseDevMode(false)))
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = authv1alpha1.AddToScheme(scheme)
-	env, c, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cfg = c
-	code := 1
-	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err == nil {
-		code = m.Run()
-	} else {
-		fmt.Fprintln(os.Stderr, err)
-	}
+	code := m.Run()
 	if leaked := secrets.leaked(logs.String()); len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d secret values appear in the operator's logs\n", len(leaked))
 		code = 1
@@ -130,8 +120,34 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TOKENWARDEN_TEST_LOGS") != "" {
 		fmt.Fprint(os.Stderr, logs.String())
 	}
-	_ = env.Stop()
+	if env != nil {
+		_ = env.Stop()
+	}
 	os.Exit(code)
+}
+
+var (
+	env      *envtest.Environment
+	envOnce  sync.Once
+	envError error
+)
+
+// needCluster starts the control plane on first use, so that the fast
+// reconciler tables (fake client, fake clock) run without one.
+func needCluster(t *testing.T) {
+	t.Helper()
+	envOnce.Do(func() {
+		var c *rest.Config
+		env, c, envError = testenv.Start()
+		if envError != nil {
+			return
+		}
+		cfg = c
+		k8s, envError = client.New(cfg, client.Options{Scheme: scheme})
+	})
+	if envError != nil {
+		t.Fatalf("control plane: %v", envError)
+	}
 }
 
 // harness is one test's namespace, sandbox provider and manager.
@@ -158,12 +174,17 @@ type harnessConfig struct {
 	metricsAddr string
 	// serial keeps the test out of the parallel group (for measurements).
 	serial bool
+	// restConfig, when set, turns a copy of the suite's rest.Config into the
+	// one the manager is built from (e.g. to reach the API server through a
+	// proxy a test can cut). Tests still assert through k8s, which does not.
+	restConfig func(*rest.Config) *rest.Config
 }
 
 type harnessOption func(*harnessConfig)
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
+	needCluster(t)
 	hc := harnessConfig{auth: auth.Options{AllowPrivateNetworks: true, HostRequestsPerMinute: 600}}
 	for _, o := range opts {
 		o(&hc)
@@ -200,7 +221,11 @@ func (h *harness) startManager() {
 		mo = metricsserver.Options{BindAddress: h.config.metricsAddr, SecureServing: true,
 			FilterProvider: filters.WithAuthenticationAndAuthorization}
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mcfg := cfg
+	if h.config.restConfig != nil {
+		mcfg = h.config.restConfig(rest.CopyConfig(cfg))
+	}
+	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                mo,
 		HealthProbeBindAddress: "0",
@@ -391,6 +416,34 @@ func (h *harness) eventually(timeout time.Duration, f func() string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitReconciled waits until a pass of the named credential has run since
+// testMetrics.Forget removed its series: every pass sets it again. It is
+// the barrier that replaces "sleep and hope the pass has run".
+func (h *harness) waitReconciled(name string) {
+	h.t.Helper()
+	h.eventually(readyWait, func() string {
+		families, err := crmetrics.Registry.Gather()
+		if err != nil {
+			return err.Error()
+		}
+		for _, mf := range families {
+			if mf.GetName() != metrics.NextRefresh && mf.GetName() != metrics.TokenExpiry {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == h.ns && labels["name"] == name {
+					return ""
+				}
+			}
+		}
+		return "no pass of " + name + " yet"
+	})
 }
 
 func (h *harness) waitCondition(name, typ string, status metav1.ConditionStatus, reason string, timeout time.Duration) *authv1alpha1.APICredential {

@@ -3,9 +3,12 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"text/template"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 	"github.com/tokenwarden/tokenwarden/internal/refresh"
 )
 
@@ -26,6 +30,21 @@ import (
 // status was lost compares it to decide whether the token still matches the
 // spec and source Secrets.
 const AnnotationInputs = "auth.tokenwarden.io/inputs"
+
+// AnnotationTokenHash on a target Secret is a SHA-256 fingerprint of the
+// token written, so that a pass can tell a token key edited by hand from
+// the token it wrote, and restore it without a provider call. It sits next
+// to the token itself: whoever can read it can read the token.
+const AnnotationTokenHash = "auth.tokenwarden.io/token-hash"
+
+// AnnotationManagedKeys on a target Secret lists the data keys tokenwarden
+// wrote; every other key is the user's and is left alone.
+const AnnotationManagedKeys = "auth.tokenwarden.io/managed-keys"
+
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:16])
+}
 
 // minted is a token as it goes into the target Secret. Its times are whole
 // seconds (as in the RFC 3339 annotations), the expiry rounded down.
@@ -44,9 +63,15 @@ func (m minted) state() refresh.Token {
 // target is what a pass found under the target Secret's name.
 type target struct {
 	secret   *corev1.Secret // ours; nil when there is none
-	conflict *problem       // set when the name is taken by a Secret we may not write
+	conflict *failure.Error // set when the name is taken by a Secret we may not write
 	token    refresh.Token
 	inputs   string
+	// value is the token the Secret was written with, recovered from
+	// whichever key still holds it; "" when none does.
+	value string
+	// drifted is true when a key tokenwarden writes does not hold what it
+	// wrote (edited or removed by hand).
+	drifted bool
 }
 
 // loadTarget reads the target Secret: its metadata from the cache of all
@@ -54,16 +79,15 @@ type target struct {
 // and, when it is ours, the full object from the cache of owned Secrets.
 func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1alpha1.APICredential) (target, error) {
 	key := types.NamespacedName{Namespace: cred.Namespace, Name: string(cred.Spec.Target.SecretName)}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := r.secretMeta.Get(ctx, key, meta); err != nil {
+	meta := metadataOf("Secret")
+	if err := r.Metadata.Get(ctx, key, meta); err != nil {
 		if apierrors.IsNotFound(err) {
 			return target{}, nil
 		}
 		return target{}, fmt.Errorf("reading metadata of target Secret: %w", err)
 	}
 	if !metav1.IsControlledBy(meta, cred) {
-		return target{conflict: problemf(authv1alpha1.ReasonTargetConflict,
+		return target{conflict: problemf(failure.TargetConflict,
 			"spec.target.secretName: Secret %q exists and is not owned by this APICredential; tokenwarden will not overwrite it", key.Name)}, nil
 	}
 	sec := &corev1.Secret{}
@@ -79,13 +103,66 @@ func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1al
 		return target{}, fmt.Errorf("reading target Secret: %w", err)
 	}
 	if sec.Immutable != nil && *sec.Immutable {
-		return target{conflict: problemf(authv1alpha1.ReasonTargetConflict,
+		return target{conflict: problemf(failure.TargetConflict,
 			"spec.target.secretName: Secret %q is immutable; tokenwarden cannot update it", key.Name)}, nil
 	}
 	t := target{secret: sec, inputs: sec.Annotations[AnnotationInputs]}
 	t.token.IssuedAt, _ = time.Parse(time.RFC3339, sec.Annotations[authv1alpha1.AnnotationIssuedAt])
 	t.token.ExpiresAt, _ = time.Parse(time.RFC3339, sec.Annotations[authv1alpha1.AnnotationExpiresAt])
+	t.value, t.drifted = written(&cred.Spec.Target, sec, t.token)
 	return t, nil
+}
+
+// written recovers the token a Secret was written with and reports whether
+// any key tokenwarden writes differs from it. The token is the token key's
+// value, or the one inside the authorization key, whichever matches the
+// fingerprint annotation; a Secret written without one trusts its token key.
+func written(spec *authv1alpha1.TargetSecret, sec *corev1.Secret, tok refresh.Token) (string, bool) {
+	if tok.IssuedAt.IsZero() {
+		return "", false // a claim: no token written yet
+	}
+	tokenKey, authKey, _ := keys(spec)
+	fromToken := string(sec.Data[tokenKey])
+	fromAuth, _ := strings.CutPrefix(string(sec.Data[authKey]), "Bearer ")
+	value := fromToken
+	if want, ok := sec.Annotations[AnnotationTokenHash]; ok {
+		switch want {
+		case tokenHash(fromToken):
+		case tokenHash(fromAuth):
+			value = fromAuth
+		default:
+			return "", true
+		}
+	}
+	if value == "" {
+		return "", true
+	}
+	data, err := renderData(spec, minted{token: value, authorization: "Bearer " + value, expiresAt: tok.ExpiresAt})
+	if err != nil {
+		return value, false // the template problem is reported by the pass
+	}
+	for k, v := range data {
+		if !bytes.Equal(sec.Data[k], v) {
+			return value, true
+		}
+	}
+	return value, false
+}
+
+// restorable is the token to write back into a drifted target Secret: the
+// one this process minted for it, or the one recovered from the Secret.
+func (t target) restorable(mem mintedFor, inMemory bool) (minted, bool) {
+	m := minted{issuedAt: t.token.IssuedAt, expiresAt: t.token.ExpiresAt, inputs: t.inputs}
+	switch {
+	case inMemory && mem.issuedAt.Equal(m.issuedAt) && mem.expiresAt.Equal(m.expiresAt):
+		m.token = mem.token
+	case t.value != "":
+		m.token = t.value
+	default:
+		return minted{}, false
+	}
+	m.authorization = "Bearer " + m.token
+	return m, true
 }
 
 // holds reports whether the target Secret already holds m.
@@ -131,11 +208,11 @@ func renderData(spec *authv1alpha1.TargetSecret, m minted) (map[string][]byte, e
 	for _, k := range slices.Sorted(maps.Keys(spec.Template)) {
 		tmpl, err := template.New(k).Option("missingkey=error").Parse(spec.Template[k])
 		if err != nil {
-			return nil, problemf(authv1alpha1.ReasonInvalidSpec, "spec.target.template[%s]: not a valid Go template", k)
+			return nil, problemf(failure.InvalidSpec, "spec.target.template[%s]: not a valid Go template", k)
 		}
 		var buf bytes.Buffer
 		if err := tmpl.Execute(&buf, td); err != nil {
-			return nil, problemf(authv1alpha1.ReasonInvalidSpec, "spec.target.template[%s]: the template failed; it may use .Token, .ExpiresAt and .Authorization", k)
+			return nil, problemf(failure.InvalidSpec, "spec.target.template[%s]: the template failed; it may use .Token, .ExpiresAt and .Authorization", k)
 		}
 		data[k] = buf.Bytes()
 	}
@@ -168,6 +245,8 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		annotations[authv1alpha1.AnnotationExpiresAt] = m.expiresAt.UTC().Format(time.RFC3339)
 	}
 	annotations[AnnotationInputs] = m.inputs
+	annotations[AnnotationTokenHash] = tokenHash(m.token)
+	annotations[AnnotationManagedKeys] = strings.Join(slices.Sorted(maps.Keys(data)), ",")
 
 	if existing == nil {
 		sec := &corev1.Secret{
@@ -196,12 +275,13 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		if sec.Annotations == nil {
 			sec.Annotations = map[string]string{}
 		}
+		previous := sec.Annotations[AnnotationManagedKeys]
 		maps.Copy(sec.Labels, labels)
 		maps.Copy(sec.Annotations, annotations)
 		if m.expiresAt.IsZero() {
 			delete(sec.Annotations, authv1alpha1.AnnotationExpiresAt)
 		}
-		sec.Data = data
+		sec.Data = mergeData(sec.Data, previous, data)
 		err := r.Client.Update(ctx, sec)
 		if !apierrors.IsConflict(err) {
 			return err
@@ -211,7 +291,7 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 			return gerr
 		}
 		if !metav1.IsControlledBy(fresh, cred) {
-			return problemf(authv1alpha1.ReasonTargetConflict, "spec.target.secretName: Secret %q is no longer owned by this APICredential", sec.Name)
+			return problemf(failure.TargetConflict, "spec.target.secretName: Secret %q is no longer owned by this APICredential", sec.Name)
 		}
 		sec = fresh
 		return err
@@ -220,4 +300,50 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		r.awaitOwnWrite(ctx, sec)
 	}
 	return err
+}
+
+// mergeData is the target Secret's new data: the keys tokenwarden writes
+// now, the user's own keys kept, and keys tokenwarden wrote before (listed
+// in previous) but writes no more removed. A Secret without the list was
+// written by an older tokenwarden that owned all its data.
+func mergeData(old map[string][]byte, previous string, data map[string][]byte) map[string][]byte {
+	if previous == "" {
+		return data
+	}
+	out := map[string][]byte{}
+	maps.Copy(out, old)
+	for k := range strings.SplitSeq(previous, ",") {
+		delete(out, k)
+	}
+	maps.Copy(out, data)
+	return out
+}
+
+// claim creates the target Secret, empty, before the first token is asked
+// for, so that of two APICredentials naming one target only the one that
+// owns it calls the provider. A Secret that exists by then is the other's.
+func (r *APICredentialReconciler) claim(ctx context.Context, cred *authv1alpha1.APICredential) (*corev1.Secret, error) {
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: string(cred.Spec.Target.SecretName), Namespace: cred.Namespace,
+			Labels: map[string]string{
+				authv1alpha1.LabelManagedBy:  authv1alpha1.ManagedByValue,
+				authv1alpha1.LabelCredential: cred.Name,
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+	}
+	if err := controllerutil.SetControllerReference(cred, sec, r.Scheme); err != nil {
+		return nil, err
+	}
+	err := r.Client.Create(ctx, sec)
+	if apierrors.IsAlreadyExists(err) {
+		return nil, problemf(failure.TargetConflict,
+			"spec.target.secretName: Secret %q was created by someone else; tokenwarden will not overwrite it", sec.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.awaitOwnWrite(ctx, sec)
+	return sec, nil
 }

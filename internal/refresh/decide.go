@@ -2,8 +2,6 @@ package refresh
 
 import (
 	"time"
-
-	"github.com/tokenwarden/tokenwarden/internal/auth"
 )
 
 // Token is the token currently in the target Secret, read from its
@@ -61,15 +59,21 @@ func (a Action) String() string {
 // Decision is the outcome: an action and, for Wait, when to look again.
 type Decision struct {
 	Action Action
-	// At is when the next provider call is planned (Wait), or now (Refresh).
+	// At is when the next provider call is planned (Wait), or now
+	// (Refresh). A zero At with Wait means only a change of the inputs can
+	// lead to a call (after a spec failure).
 	At time.Time
 }
 
 // Decide says what to do now for a token-request credential.
 func Decide(in Input) Decision {
+	if !in.Changed && in.LastFailure == Spec {
+		// The same spec fails the same way; it is found before any call.
+		return Decision{Action: Wait}
+	}
 	due := in.Now // when the schedule alone wants a new token
 	if !in.Changed && in.Token.Valid(in.Now) {
-		due = RefreshAt(in.Token.IssuedAt, in.Token.ExpiresAt, in.RefreshBefore, in.InvalidatesPrevious, in.Jitter)
+		due = Schedule(in.Token, in.RefreshBefore, in.InvalidatesPrevious, in.Jitter)
 	}
 	// The failure policy holds back attempts after a failure; a change of
 	// spec or sources lifts it (the fix may be in), except for the limits
@@ -103,7 +107,7 @@ func MinInterval(token Token, lastAttempt time.Time) time.Duration {
 	return Floor
 }
 
-// Failure describes a failed attempt, for RetryAfterFailure.
+// Failure describes a failed attempt, for NextAttempt.
 type Failure struct {
 	Class Class
 	// Attempt counts consecutive failures, this one included.
@@ -111,25 +115,43 @@ type Failure struct {
 	// Cooldown is the host cool-down the token client applied after a 429
 	// (the provider's Retry-After plus jitter, or its own backoff).
 	Cooldown time.Duration
+	// Recovering is true when the same inputs have produced a token before:
+	// a Broken answer is then more likely a passing fault of the provider
+	// than a wrong URL or mapping, and is retried like a Transient one.
+	Recovering bool
 }
 
 // NextAttempt is when to try again after a failure at now; zero means only
-// on a change. Transient failures back off with full jitter from 2 s to 2
-// min, but never so long that the current token expires without one more
-// try, and by at most 30 s once it has expired. Credentials, spec and
-// target conflicts retry slowly (they also retry at once on a change). rnd is
-// in [0,1).
+// on a change.
+//   - Transient (and Broken while Recovering): full-jitter backoff from
+//     BackoffBase to BackoffMax, never so long that the current token expires
+//     without one more try, and at most ExpiredBackoffMax once it has expired.
+//   - Broken: Doubling from BackoffBase to BackoffMax, then SlowRetry.
+//   - RateLimited: the host's cool-down, or full-jitter backoff without one.
+//   - Credentials and Conflict: SlowRetry (they also retry at once on a
+//     change). Spec: only on a change.
+//
+// No wait is shorter than Floor. rnd is in [0,1).
 func NextAttempt(f Failure, now time.Time, token Token, rnd float64) time.Time {
 	var wait time.Duration
-	switch f.Class {
-	case None:
+	class := f.Class
+	if class == Broken && f.Recovering {
+		class = Transient
+	}
+	switch class {
+	case None, Spec:
 		return time.Time{}
-	case Credentials, Conflict, Spec:
+	case Credentials, Conflict:
 		wait = SlowRetry
 	case RateLimited:
 		wait = f.Cooldown
 		if wait <= 0 {
-			wait = auth.FullJitter(f.Attempt, BackoffBase, BackoffMax, rnd)
+			wait = FullJitter(f.Attempt, BackoffBase, BackoffMax, rnd)
+		}
+	case Broken:
+		var ok bool
+		if wait, ok = Doubling(f.Attempt, BackoffBase, Floor, BackoffMax, rnd); !ok {
+			wait = SlowRetry
 		}
 	case Transient:
 		ceiling := BackoffMax
@@ -139,7 +161,7 @@ func NextAttempt(f Failure, now time.Time, token Token, rnd float64) time.Time {
 		} else {
 			ceiling = ExpiredBackoffMax
 		}
-		wait = auth.FullJitter(f.Attempt, BackoffBase, ceiling, rnd)
+		wait = FullJitter(f.Attempt, BackoffBase, ceiling, rnd)
 	}
 	return now.Add(max(wait, Floor))
 }

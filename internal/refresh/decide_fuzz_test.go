@@ -35,7 +35,7 @@ func FuzzDecide(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, nowOff, issuedOff, expiresOff, refreshBefore int64, jitter float64, class int,
 		retryOff, lastOff, cooldownOff int64, hasToken, changed, invalidates, hasRetry, hasLast, hasCooldown bool) {
-		cls := Class(((class % 6) + 6) % 6)
+		cls := Class(((class % 7) + 7) % 7)
 		in := Input{
 			Now:                 base.Add(time.Duration(nowOff)),
 			Changed:             changed,
@@ -72,6 +72,13 @@ func FuzzDecide(f *testing.F) {
 
 		switch d.Action {
 		case Wait:
+			if d.At.IsZero() {
+				// Waiting for a change: only after a spec failure.
+				if changed || cls != Spec {
+					t.Fatalf("Wait for a change without a spec failure: %+v", in)
+				}
+				return
+			}
 			if !d.At.After(in.Now) {
 				t.Fatalf("Wait at %v not after now %v", d.At, in.Now)
 			}

@@ -100,11 +100,13 @@ func TestDecide(t *testing.T) {
 			in: Input{Now: at(Floor - 1), Changed: true, LastAttempt: base}, want: wait(at(Floor))},
 		{name: "floor does not move a later RefreshAt",
 			in: Input{Now: at(time.Minute), Token: hourToken, LastAttempt: base}, want: wait(at(40 * time.Minute))},
-		// refreshBefore >= lifetime: RefreshAt is the issue time, so the
-		// token is due at once; the floor keeps that to one call per 10 s.
+		// refreshBefore >= lifetime asks for the impossible: the default
+		// applies (min(0.6·1m, 3m) = 36 s before expiry), not a loop.
 		{name: "no hot loop when refreshBefore equals lifetime",
 			in:   Input{Now: at(time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(time.Minute)}, RefreshBefore: time.Minute, LastAttempt: base},
-			want: wait(at(Floor))},
+			want: wait(at(24 * time.Second))},
+		// The default for 30 s is 18 s before expiry, 2.7 s of jitter: due
+		// at 9.3 s, which the 10 s floor moves to 10 s.
 		{name: "no hot loop when refreshBefore over lifetime",
 			in:   Input{Now: at(100 * time.Millisecond), Token: Token{IssuedAt: base, ExpiresAt: at(30 * time.Second)}, RefreshBefore: time.Hour, Jitter: 0.9, LastAttempt: base},
 			want: wait(at(Floor))},
@@ -148,12 +150,14 @@ func TestDecide(t *testing.T) {
 			in: Input{Now: base, LastAttempt: base, HostCooldownUntil: at(time.Minute)}, want: wait(at(time.Minute))},
 
 		// Spec failure: found locally, retried slowly or on a change.
-		{name: "spec failure waits for RetryAt",
-			in: Input{Now: base, LastFailure: Spec, RetryAt: at(SlowRetry)}, want: wait(at(SlowRetry))},
-		{name: "spec failure waits with a token in its window",
-			in: Input{Now: at(50 * time.Minute), Token: hourToken, LastFailure: Spec, RetryAt: at(60 * time.Minute)}, want: wait(at(60 * time.Minute))},
-		{name: "spec failure retried at RetryAt",
-			in: Input{Now: at(time.Hour), LastFailure: Spec, RetryAt: at(time.Minute)}, want: refresh(at(time.Hour))},
+		{name: "credentials failure waits for RetryAt",
+			in: Input{Now: base, LastFailure: Credentials, RetryAt: at(SlowRetry)}, want: wait(at(SlowRetry))},
+		{name: "credentials failure waits with a token in its window",
+			in: Input{Now: at(50 * time.Minute), Token: hourToken, LastFailure: Credentials, RetryAt: at(60 * time.Minute)}, want: wait(at(60 * time.Minute))},
+		{name: "spec failure waits for a change, whatever RetryAt says",
+			in: Input{Now: at(time.Hour), LastFailure: Spec, RetryAt: at(time.Minute)}, want: Decision{Action: Wait}},
+		{name: "spec failure waits for a change with a token due",
+			in: Input{Now: at(50 * time.Minute), Token: hourToken, LastFailure: Spec}, want: Decision{Action: Wait}},
 		{name: "spec failure lifted by change",
 			in: Input{Now: base, LastFailure: Spec, RetryAt: at(SlowRetry), Changed: true}, want: refresh(base)},
 		{name: "spec failure lifted by change, floor still applies",
@@ -265,7 +269,14 @@ func TestNextAttempt(t *testing.T) {
 		want  time.Time
 	}{
 		{name: "none", f: Failure{Class: None}, token: farToken, rnd: 0.5, want: time.Time{}},
-		{name: "spec", f: Failure{Class: Spec, Attempt: 3}, token: farToken, rnd: 0.5, want: now.Add(SlowRetry)},
+		{name: "spec: only on a change", f: Failure{Class: Spec, Attempt: 3}, token: farToken, rnd: 0.5, want: time.Time{}},
+		// Broken: 10 s, 10 s, 16 s, 32 s, 64 s, 2 min (+0-10 %), then 10 min.
+		{name: "broken, attempt 1", f: Failure{Class: Broken, Attempt: 1}, token: Token{}, rnd: 0, want: now.Add(Floor)},
+		{name: "broken, attempt 3", f: Failure{Class: Broken, Attempt: 3}, token: Token{}, rnd: 0.5, want: now.Add(16*time.Second + 800*time.Millisecond)},
+		{name: "broken, attempt 6", f: Failure{Class: Broken, Attempt: 6}, token: Token{}, rnd: 0, want: now.Add(BackoffMax)},
+		{name: "broken, attempt 7: slow", f: Failure{Class: Broken, Attempt: 7}, token: Token{}, rnd: 0.5, want: now.Add(SlowRetry)},
+		// Once the inputs produced a token, a broken answer is a passing fault.
+		{name: "broken, recovering, expired", f: Failure{Class: Broken, Attempt: 30, Recovering: true}, token: expired, rnd: 0.5, want: now.Add(15 * time.Second)},
 		{name: "credentials", f: Failure{Class: Credentials, Attempt: 1}, token: farToken, rnd: 0.5, want: now.Add(10 * time.Minute)},
 		{name: "credentials, expired token", f: Failure{Class: Credentials, Attempt: 7}, token: expired, rnd: 0, want: now.Add(10 * time.Minute)},
 		{name: "conflict", f: Failure{Class: Conflict, Attempt: 2}, token: Token{}, rnd: 0.9, want: now.Add(10 * time.Minute)},

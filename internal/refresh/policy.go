@@ -19,16 +19,18 @@ const (
 	// SlowRetry is the retry interval after a credentials failure, in case
 	// the provider fixed something on its side.
 	SlowRetry = 10 * time.Minute
-	// BackoffBase and BackoffMax bound the full-jitter exponential backoff of
-	// transient failures and of 429s without a usable Retry-After.
+	// BackoffBase is where the exponential backoff of transient failures,
+	// broken answers and 429s without a usable Retry-After starts.
 	BackoffBase = 2 * time.Second
-	BackoffMax  = 2 * time.Minute
+	// BackoffMax caps that backoff.
+	BackoffMax = 2 * time.Minute
 	// ExpiredBackoffMax caps the backoff once the token has expired, so pods
 	// get a token within about 30 s of the provider's recovery.
 	ExpiredBackoffMax = 30 * time.Second
 )
 
-// Failure classes, in the terms of the retry policy.
+// Class is a failure class in the terms of the retry policy: how an attempt
+// that failed is retried.
 type Class int
 
 const (
@@ -36,15 +38,22 @@ const (
 	None Class = iota
 	// RateLimited: the provider answered 429.
 	RateLimited
-	// Transient: 5xx, timeouts, connection and TLS failures, unusable answers.
+	// Transient: 5xx, timeouts, connection and TLS failures.
 	Transient
+	// Broken: an answer that cannot be a passing fault of a working
+	// configuration (a 3xx, a 404, no usable token or expiry). While the
+	// inputs have never produced a token it backs off by Doubling, then
+	// slowly; once they have (Failure.Recovering) it is retried like
+	// Transient.
+	Broken
 	// Credentials: the provider refused the credentials, or a source Secret,
 	// key or client certificate is missing or unusable. Retried on a change
 	// and slowly.
 	Credentials
 	// Spec: the spec is inconsistent, or the operator's address policy
-	// refuses the URL. Found before any provider call, so the slow retry
-	// costs the provider nothing and picks up a restart with other flags.
+	// refuses the URL. Found before any provider call; retried only when the
+	// spec changes (the controller also re-checks once per operator start,
+	// which picks up new policy flags).
 	Spec
 	// Conflict: the target Secret is not ours to write; retried when it or
 	// the spec changes, and slowly.
@@ -61,31 +70,44 @@ func DefaultRefreshBefore(lifetime time.Duration, invalidatesPrevious bool) time
 	return min(time.Duration(0.6*float64(lifetime)), max(3*time.Minute, lifetime/3))
 }
 
-// RefreshBefore is the spec's value when set, else the default, clamped
-// below the lifetime.
+// RefreshBefore is the spec's value when set and shorter than the lifetime,
+// else the default: a refreshBefore at or above the lifetime asks for the
+// impossible, and the default is what the user gets instead (as cert-manager
+// does with a renewBefore at or above the duration).
 func RefreshBefore(lifetime, spec time.Duration, invalidatesPrevious bool) time.Duration {
-	rb := spec
-	if rb <= 0 {
-		rb = DefaultRefreshBefore(lifetime, invalidatesPrevious)
+	if spec > 0 && spec < lifetime {
+		return spec
 	}
-	return min(rb, lifetime)
+	return min(DefaultRefreshBefore(lifetime, invalidatesPrevious), lifetime)
 }
 
 // RefreshAt is when a token issued at issued and expiring at expires is due
 // for a refresh: refreshBefore ahead of expiry, moved earlier by jitter
-// (in [0,1)) times 10 % of the lifetime.
+// (in [0,1)) times 10 % of the lifetime. The jitter never takes more than
+// half of the time between issue and lifetime-refreshBefore, so the refresh
+// always comes after the issue time.
 func RefreshAt(issued, expires time.Time, spec time.Duration, invalidatesPrevious bool, jitter float64) time.Time {
 	lifetime := expires.Sub(issued)
 	if lifetime <= 0 {
 		return issued
 	}
 	rb := RefreshBefore(lifetime, spec, invalidatesPrevious)
-	j := time.Duration(clamp01(jitter) * JitterFraction * float64(lifetime))
-	// Compare before adding: both terms can be near the int64 limit.
-	if rb >= lifetime-j {
+	room := lifetime - rb // > 0 unless the lifetime is tiny and rounding ate it
+	if room <= 0 {
 		return issued
 	}
+	j := time.Duration(clamp01(jitter) * JitterFraction * float64(lifetime))
+	j = min(j, room/2)
 	return expires.Add(-(rb + j))
+}
+
+// Schedule is when the next provider call for a token is due: its RefreshAt,
+// but never before the minimum interval after the call that produced it.
+// Decide and the controller both plan with it, so a token written by one
+// pass is planned the same way by every later pass.
+func Schedule(token Token, spec time.Duration, invalidatesPrevious bool, jitter float64) time.Time {
+	at := RefreshAt(token.IssuedAt, token.ExpiresAt, spec, invalidatesPrevious, jitter)
+	return latest(at, token.IssuedAt.Add(MinInterval(token, token.IssuedAt)))
 }
 
 func clamp01(f float64) float64 {

@@ -24,7 +24,7 @@ func TestDefaultRefreshBefore(t *testing.T) {
 		// min(0.6·5m=3m, max(3m, 1m40s)=3m) = 3m: a new token after 2 minutes.
 		{name: "5m token", lifetime: 5 * time.Minute, want: 3 * time.Minute, wantAfter: 2 * time.Minute},
 		// min(0.6·10m=6m, max(3m, 3m20s)=3m20s) = 3m20s: a new token after
-		// 6m40s. behaviour.md §1 says "after 7", which is that value rounded;
+		// 6m40s (docs/reference.md, Refresh timing); "after about 7" rounds it;
 		// the formula is what is asserted here.
 		{name: "10m token", lifetime: 10 * time.Minute, want: 3*time.Minute + 20*time.Second, wantAfter: 6*time.Minute + 40*time.Second},
 		// min(36m, max(3m, 20m)=20m) = 20m: a new token after 40 minutes.
@@ -103,9 +103,12 @@ func TestRefreshBefore(t *testing.T) {
 		{name: "spec wins over invalidatesPrevious default", lifetime: time.Hour, spec: 15 * time.Minute, invalidates: true, want: 15 * time.Minute},
 		{name: "spec larger than default", lifetime: time.Hour, spec: 50 * time.Minute, want: 50 * time.Minute},
 		{name: "spec just under lifetime", lifetime: time.Hour, spec: time.Hour - time.Nanosecond, want: time.Hour - time.Nanosecond},
-		{name: "spec equal to lifetime clamped", lifetime: time.Hour, spec: time.Hour, want: time.Hour},
-		{name: "spec over lifetime clamped", lifetime: 5 * time.Minute, spec: 10 * time.Minute, want: 5 * time.Minute},
-		{name: "spec far over lifetime clamped", lifetime: 6 * time.Second, spec: 24 * time.Hour, want: 6 * time.Second},
+		// At or over the lifetime the spec asks for the impossible: the
+		// default applies instead.
+		{name: "spec equal to lifetime: default", lifetime: time.Hour, spec: time.Hour, want: 20 * time.Minute},
+		{name: "spec over lifetime: default", lifetime: 5 * time.Minute, spec: 10 * time.Minute, want: 3 * time.Minute},
+		{name: "spec far over lifetime: default", lifetime: 6 * time.Second, spec: 24 * time.Hour, want: 3600 * time.Millisecond},
+		{name: "spec over lifetime, invalidatesPrevious default", lifetime: 5 * time.Minute, spec: time.Hour, invalidates: true, want: 30 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,10 +148,12 @@ func TestRefreshAt(t *testing.T) {
 		// Issue time not at base: only the difference matters.
 		{name: "issued later", issued: at(3 * time.Hour), expires: at(4 * time.Hour), want: at(3*time.Hour + 40*time.Minute)},
 
-		// Never before issuedAt.
-		{name: "spec over lifetime -> issuedAt", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: base},
-		{name: "spec equal lifetime -> issuedAt", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: base},
-		{name: "spec near lifetime plus jitter -> issuedAt", issued: base, expires: at(5 * time.Minute), spec: 4*time.Minute + 50*time.Second, jitter: 0.9, want: base},
+		// A spec at or over the lifetime falls back to the default.
+		{name: "spec over lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: at(2 * time.Minute)},
+		{name: "spec equal lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: at(2 * time.Minute)},
+		// Jitter takes at most half of the 10 s between issue and L-spec:
+		// 27 s of jitter shrinks to 5 s, so the refresh is after issue.
+		{name: "spec near lifetime plus jitter -> half the room", issued: base, expires: at(5 * time.Minute), spec: 4*time.Minute + 50*time.Second, jitter: 0.9, want: at(5 * time.Second)},
 		// 6 s token: 3.6 s + 0.999·0.6 s = 4.1994 s before expiry.
 		{name: "6s jitter 0.999", issued: base, expires: at(6 * time.Second), jitter: 0.999, want: at(1800600 * time.Microsecond)},
 
@@ -219,7 +224,8 @@ func TestRefreshAtBounds(t *testing.T) {
 func TestRefreshAtHugeValuesDoNotOverflow(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	exp := base.Add(time.Duration(math.MaxInt64))
-	if got := RefreshAt(base, exp, time.Duration(math.MaxInt64), false, 0.5); !got.Equal(base) {
-		t.Fatalf("RefreshAt = %v, want the issue time %v", got, base)
+	got := RefreshAt(base, exp, time.Duration(math.MaxInt64), false, 0.5)
+	if got.Before(base) || !got.Before(exp) {
+		t.Fatalf("RefreshAt = %v, want within [%v, %v)", got, base, exp)
 	}
 }
