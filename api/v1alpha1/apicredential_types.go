@@ -40,8 +40,9 @@ const (
 	// ReasonRefreshSucceeded (Degraded=False): the most recent attempt succeeded.
 	ReasonRefreshSucceeded = "RefreshSucceeded"
 
-	// ReasonRateLimited (Degraded=True): the provider answered 429, or the
-	// per-host limit of the operator was reached.
+	// ReasonRateLimited (Degraded=True): the provider answered 429. A request
+	// held back by the operator's own per-host budget is not a failure and
+	// sets no Degraded condition.
 	ReasonRateLimited = "RateLimited"
 	// ReasonProviderUnavailable (Degraded=True): 5xx, timeout, connection or
 	// TLS failure.
@@ -50,7 +51,7 @@ const (
 	// credentials (400/401/403, invalid_client).
 	ReasonInvalidCredentials = "InvalidCredentials"
 	// ReasonInvalidResponse (Degraded=True): the provider's answer holds no
-	// usable token or expiry.
+	// usable token or expiry, or has a 3xx, 404 or other unexpected status.
 	ReasonInvalidResponse = "InvalidResponse"
 	// ReasonSourceSecretMissing (Degraded=True): a referenced Secret or key
 	// does not exist.
@@ -62,7 +63,8 @@ const (
 	// not owned by this APICredential, or is immutable.
 	ReasonTargetConflict = "TargetConflict"
 	// ReasonInvalidSpec (Degraded=True): the spec is inconsistent in a way
-	// the API server could not check.
+	// the API server could not check, or the operator's --allowed-hosts or
+	// private-network policy refuses the URL.
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonTokenExpiringSoon (Degraded=True, static flow): the token
 	// expires within spec.static.warnBefore.
@@ -225,7 +227,8 @@ type ClientCertificate struct {
 	// +optional
 	CertificateKey *SecretKey `json:"certificateKey,omitempty"`
 	// PrivateKeyKey is the key of a PEM private key: PKCS#1, PKCS#8 or EC,
-	// or an encrypted PKCS#8 key when passphraseKey is set.
+	// or an encrypted PKCS#8 or legacy encrypted PEM key when passphraseKey
+	// is set.
 	// +optional
 	PrivateKeyKey *SecretKey `json:"privateKeyKey,omitempty"`
 	// PassphraseKey is the key of the passphrase that decrypts the PKCS#12
@@ -282,7 +285,8 @@ type SecretKeySelector struct {
 // ResponseMapping says where the token and its expiry are in a JSON
 // response. A field is a top-level key (access_token) or a dotted path
 // (data.token). When several expiries are present (expiresInField,
-// expiresAtField, the JWT's exp claim) the earliest wins.
+// expiresAtField, the JWT's exp claim) the earliest wins; each counts as at
+// most one year after the request was sent.
 type ResponseMapping struct {
 	// TokenField holds the token. Default access_token.
 	// +optional
@@ -291,15 +295,18 @@ type ResponseMapping struct {
 	// +kubebuilder:validation:MaxLength=256
 	TokenField string `json:"tokenField,omitempty"`
 	// ExpiresInField holds the lifetime in seconds, as a number or a
-	// numeric string, counted from the moment the request was sent.
-	// Default expires_in.
+	// numeric string, counted from the moment the request was sent. A
+	// lifetime of zero or less is ignored when another expiry is present and
+	// makes the answer InvalidResponse otherwise. Default expires_in.
 	// +optional
 	// +kubebuilder:default=expires_in
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	ExpiresInField string `json:"expiresInField,omitempty"`
 	// ExpiresAtField holds an absolute expiry (RFC 3339 / ISO 8601, with or
-	// without fractional seconds or offset). Not read when unset.
+	// without fractional seconds or offset, or seconds since the epoch). An
+	// expiry already in the past makes the answer InvalidResponse. Not read
+	// when unset.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	ExpiresAtField string `json:"expiresAtField,omitempty"`
@@ -335,8 +342,10 @@ type RefreshPolicy struct {
 	// RefreshBefore is how long before the token's expiry a new token must
 	// be in the target Secret. Unset, it is computed per token from its
 	// lifetime L: min(0.6·L, max(3m, L/3)), or max(30s, L/10) when
-	// tokenRequest.invalidatesPrevious is true. It is clamped below L, each
-	// refresh moves earlier by a random 0-10% of L, and no credential asks
+	// tokenRequest.invalidatesPrevious is true. A value at or above a
+	// token's lifetime is ignored for that token, which gets the default.
+	// Each refresh moves earlier by a random 0-10% of L (never by more than
+	// half the time from issue to L - refreshBefore), and no credential asks
 	// its provider more often than every 10s.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.refresh.refreshBefore must be positive"
@@ -347,7 +356,7 @@ type RefreshPolicy struct {
 type TargetSecret struct {
 	// SecretName is the target Secret, created in the APICredential's
 	// namespace and owned by it (deleted with it). tokenwarden refuses to
-	// write into an existing Secret it does not own.
+	// write into an existing Secret it does not own, or that is immutable.
 	SecretName SecretName `json:"secretName"`
 	// Keys renames the keys written into the Secret.
 	// +optional
@@ -407,14 +416,20 @@ type APICredentialStatus struct {
 	// TokenExpiresAt is when the token in the target Secret expires.
 	// +optional
 	TokenExpiresAt *metav1.Time `json:"tokenExpiresAt,omitempty"`
-	// LastRefreshTime is when the token in the target Secret was requested.
+	// LastRefreshTime is when the token in the target Secret was requested
+	// (for a static token: when it was copied).
 	// +optional
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
-	// NextRefreshTime is when tokenwarden plans its next provider call.
+	// NextRefreshTime is when tokenwarden plans its next provider call: the
+	// scheduled refresh, or the retry after a failure. Unset for static
+	// tokens, while suspended, and after an InvalidSpec failure (retried
+	// only when the spec changes, and once after each operator start).
 	// +optional
 	NextRefreshTime *metav1.Time `json:"nextRefreshTime,omitempty"`
-	// LastAttemptTime is when tokenwarden last asked the provider for a
-	// token, whatever the outcome.
+	// LastAttemptTime is when tokenwarden last sent a token request to the
+	// provider, whatever the outcome. Not set for a request refused locally
+	// (allowed hosts, private-network policy), for a problem found before
+	// any request, nor for a request held back by the per-host budget.
 	// +optional
 	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
 	// ObservedInputs fingerprints the spec generation and the versions (not
@@ -433,8 +448,9 @@ type APICredentialStatus struct {
 	// auth.tokenwarden.io/refresh-requested-at annotation handled last.
 	// +optional
 	LastHandledRefreshRequest string `json:"lastHandledRefreshRequest,omitempty"`
-	// Reason repeats the reason shown in the Reason printer column: that of
-	// Degraded when it is True, else that of Ready.
+	// Reason repeats the reason shown in the Reason printer column:
+	// Suspended while spec.suspend is true, else that of Degraded when it is
+	// True, else that of Ready.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 }

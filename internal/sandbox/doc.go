@@ -1,7 +1,7 @@
 // Package sandbox is a fake payment-provider token endpoint for tests and
 // local development.
 //
-// It serves the three refreshable token flows described in the design notes (providers.md)
+// It serves the three refreshable token flows described in docs/providers.md
 // over real TLS, byte-for-byte in the shapes the real providers use, so the
 // token client can be tested against the wire format rather than against
 // our own assumptions:

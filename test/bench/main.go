@@ -1,5 +1,5 @@
 // Command bench measures what it costs tokenwarden to keep every token
-// fresh (design/bench.md): it starts a real kube-apiserver and etcd (with
+// fresh (docs/performance.md): it starts a real kube-apiserver and etcd (with
 // the audit log on), the sandbox token provider on loopback and the built
 // manager (bin/manager) as a child process, runs five phases, prints one
 // table and writes one JSON file under bench/results/.

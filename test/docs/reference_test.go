@@ -211,15 +211,18 @@ func collect(t *testing.T, root string) []item {
 	add(sectionConditions, "api/v1alpha1 Condition*/Reason* constants", conditions...)
 	add(sectionMetadata, "api/v1alpha1 Annotation*/Label* constants", metadata...)
 
-	controllerConsts := map[string]string{}
-	for _, f := range goFiles(t, filepath.Join(root, "internal", "controller")) {
-		for k, v := range stringConsts(t, f) {
-			controllerConsts[k] = v
-		}
+	// Event reasons live in internal/controller and, for failures, in
+	// internal/failure (the table of failure semantics).
+	controllerConsts := packageStringConsts(t, filepath.Join(root, "internal", "controller"))
+	failureConsts := map[string]string{}
+	if _, err := os.Stat(filepath.Join(root, "internal", "failure")); err == nil {
+		failureConsts = packageStringConsts(t, filepath.Join(root, "internal", "failure"))
 	}
-	events := withPrefix(controllerConsts, "Event")
+	events := slices.Concat(withPrefix(controllerConsts, "Event"), withPrefix(failureConsts, "Event"))
+	slices.Sort(events)
+	events = slices.Compact(events)
 	atLeast(t, "event reasons", events, 5)
-	add(sectionEvents, "internal/controller Event* constants", events...)
+	add(sectionEvents, "internal/controller and internal/failure Event* constants", events...)
 	add(sectionMetadata, "internal/controller Annotation* constants", withPrefix(controllerConsts, "Annotation")...)
 
 	// Metrics: the names and labels as registered, plus every metric name
@@ -324,6 +327,19 @@ func stringConsts(t *testing.T, path string) map[string]string {
 				}
 				out[n.Name] = v
 			}
+		}
+	}
+	return out
+}
+
+// packageStringConsts merges the exported string constants of the non-test
+// Go files of a directory.
+func packageStringConsts(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, f := range goFiles(t, dir) {
+		for k, v := range stringConsts(t, f) {
+			out[k] = v
 		}
 	}
 	return out

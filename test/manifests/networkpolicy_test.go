@@ -13,8 +13,9 @@ import (
 )
 
 // TestNetworkPolicies checks the example policies of config/network-policy
-// against behaviour.md and the rendered Deployment. Whether a network plugin
-// enforces them cannot be checked here: envtest has no nodes.
+// against what config/network-policy/README.md promises and against the
+// rendered Deployment. Whether a network plugin enforces them cannot be
+// checked here: envtest has no nodes.
 func TestNetworkPolicies(t *testing.T) {
 	deploy := typed[appsv1.Deployment](t, only(t, renderObjects(t, "default"), "Deployment"))
 	podLabels := labels.Set(deploy.Spec.Template.Labels)

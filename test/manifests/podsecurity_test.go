@@ -190,7 +190,8 @@ func TestDeploymentHardening(t *testing.T) {
 			t.Errorf("container %s: image %q has no pinned tag", c.Name, c.Image)
 		}
 	}
-	// behaviour.md §5: leader election on and metrics behind authentication.
+	// Leader election on and metrics behind authentication, as
+	// docs/security.md ("The operator's Pod") promises.
 	args := strings.Join(spec.Containers[0].Args, " ")
 	if !strings.Contains(args, "--leader-elect") || strings.Contains(args, "--leader-elect=false") {
 		t.Errorf("leader election is not on: %s", args)
