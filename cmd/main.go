@@ -45,6 +45,7 @@ type options struct {
 	allowPrivateNetworks  bool
 	allowedHosts          string
 	hostRequestsPerMinute int
+	hostMaxInFlight       int
 	enableHTTP2           bool
 	workers               int
 	pprofAddr             string
@@ -69,6 +70,8 @@ func main() {
 		"Comma-separated token hosts allowed (a.example.com, *.example.org); empty allows any public host.")
 	flag.IntVar(&o.hostRequestsPerMinute, "host-requests-per-minute", auth.DefaultHostRequestsPerMinute,
 		"Token requests per minute allowed to one token host, shared by all APICredentials.")
+	flag.IntVar(&o.hostMaxInFlight, "host-max-in-flight", auth.DefaultHostMaxInFlight,
+		"Token requests to one host in flight at once: a host that hangs ties up this many workers, not all of them.")
 	flag.IntVar(&o.workers, "max-concurrent-reconciles", 64,
 		"APICredentials reconciled at once. Each pass of one APICredential runs alone; more workers keep large fleets fresh.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "",
@@ -115,25 +118,27 @@ func run(o options) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	m := metrics.New(crmetrics.Registry)
-	tokens := auth.NewClient(auth.Options{
-		Observe:               m.ObserveRequest,
-		AllowPrivateNetworks:  o.allowPrivateNetworks,
-		AllowedHosts:          splitList(o.allowedHosts),
-		HostRequestsPerMinute: o.hostRequestsPerMinute,
-	})
-	ctx := ctrl.SetupSignalHandler()
-	if err := (&controller.APICredentialReconciler{
+	rec := &controller.APICredentialReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Scheme:     mgr.GetScheme(),
 		Clock:      clock.RealClock{},
-		Tokens:     tokens,
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),
 		Rand:       rand.Float64,
 		Namespaces: splitList(o.watchNamespaces),
 		Metrics:    m,
 		Workers:    o.workers,
-	}).SetupWithManager(ctx, mgr); err != nil {
+	}
+	rec.Tokens = auth.NewClient(auth.Options{
+		Observe:               m.ObserveRequest,
+		AllowPrivateNetworks:  o.allowPrivateNetworks,
+		AllowedHosts:          splitList(o.allowedHosts),
+		HostRequestsPerMinute: o.hostRequestsPerMinute,
+		HostMaxInFlight:       o.hostMaxInFlight,
+		OnHostRecovered:       rec.HostRecovered,
+	})
+	ctx := ctrl.SetupSignalHandler()
+	if err := rec.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the APICredential controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -88,7 +88,14 @@ type Options struct {
 	// HostRequestsPerMinute caps requests per token host (host:port) across
 	// all callers of the Client. 0: DefaultHostRequestsPerMinute; <0: no cap.
 	HostRequestsPerMinute int
-	Resolver              Resolver // default: net.DefaultResolver
+	// HostMaxInFlight caps the requests to one host in flight at once (a
+	// bulkhead). 0: DefaultHostMaxInFlight.
+	HostMaxInFlight int
+	// OnHostRecovered, when set, is called once a host that was failing
+	// (5xx, timeouts, connection or TLS failures) answers again, so that
+	// callers waiting for it can go at once. It must not block.
+	OnHostRecovered func(host string)
+	Resolver        Resolver // default: net.DefaultResolver
 	// Observe, when set, is called once per request that passed the limiter
 	// and went to the network, with the limiter key, the status code (0 when
 	// no response arrived: refused address, TLS or connection failure,
@@ -131,14 +138,18 @@ func NewClient(o Options) *Client {
 	if rnd == nil {
 		rnd = rand.Float64
 	}
-	c.limiter = newHostLimiter(o.HostRequestsPerMinute, rnd)
+	c.limiter = newHostLimiter(o.HostRequestsPerMinute, o.HostMaxInFlight, rnd)
+	c.limiter.recovered = o.OnHostRecovered
 	return c
 }
 
-// CooldownUntil returns when the shared 429 cool-down of host (as returned by
-// HostOf) ends, or the zero time when the host is not cooling down.
-func (c *Client) CooldownUntil(host string) time.Time {
-	return c.limiter.cooldownUntil(host, c.clock.Now())
+// HoldUntil returns when a request to host (as returned by HostOf) could go
+// without being held back, or the zero time when it could go now: the end
+// of the host's 429 cool-down, the next probe of a failing host, a free
+// in-flight slot, or a free slot of the per-host budget. It takes nothing,
+// so a caller can wait without preparing a request.
+func (c *Client) HoldUntil(host string) time.Time {
+	return c.limiter.holdUntil(host, c.clock.Now())
 }
 
 // Fetch sends r and returns the token, or an error of one of this package's
@@ -151,9 +162,19 @@ func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	if ok, wait := c.limiter.acquire(p.host, c.clock.Now()); !ok {
+	sl, ok, wait := c.limiter.acquire(p.host, c.clock.Now())
+	if !ok {
 		return Token{}, &RateLimitedError{Host: p.host, RetryAfter: wait, HasRetryAfter: true, Local: true}
 	}
+	tok, err := c.send(ctx, r, p)
+	var te *TransientError
+	transient := errors.As(err, &te) && !errors.Is(err, context.Canceled)
+	c.limiter.release(sl, c.clock.Now(), transient)
+	return tok, err
+}
+
+// send makes the request for which a slot was taken.
+func (c *Client) send(ctx context.Context, r Request, p *prepared) (Token, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()

@@ -209,8 +209,8 @@ func cooledDown(retryAfter time.Duration, has bool) func(*testing.T, fetchResult
 			t.Fatalf("got %+v; want RetryAfter %v, HasRetryAfter %v, not local", *rl, retryAfter, has)
 		}
 		host, _ := HostOf(r.req.URL)
-		if want, got := r.t0.Add(retryAfter), r.client.CooldownUntil(host); retryAfter > 0 && !got.Equal(want) {
-			t.Fatalf("CooldownUntil = %v, want %v", got, want)
+		if want, got := r.t0.Add(retryAfter), r.client.HoldUntil(host); retryAfter > 0 && !got.Equal(want) {
+			t.Fatalf("HoldUntil = %v, want %v", got, want)
 		}
 		if retryAfter == 0 {
 			return

@@ -23,14 +23,29 @@ const (
 	// retryAfterJitter spreads callers that all read the same Retry-After, so
 	// they do not return at the same instant.
 	retryAfterJitter = 0.2
+
+	// DefaultHostMaxInFlight is how many requests to one host may be in
+	// flight at once when Options leaves it at zero: a host that hangs
+	// until the timeout ties up this many callers, not every worker.
+	DefaultHostMaxInFlight = 4
+	// slotRetry is when a caller held back by a full bulkhead, or by a
+	// probe in flight, asks again; a release wakes it sooner.
+	slotRetry = time.Second
+	// probeInterval is the least time between two probes of a failing
+	// host (moved later by up to probeJitter of it).
+	probeInterval = refresh.Floor
+	probeJitter   = 0.2
 )
 
 // hostLimiter is shared by every caller of one Client. It never blocks: it
 // answers "go" or "come back in d", so a reconciler can requeue instead of
 // holding a worker.
 type hostLimiter struct {
-	perMinute int // <0: unlimited
-	rand      func() float64
+	perMinute   int // <0: unlimited
+	maxInFlight int
+	rand        func() float64
+	// recovered is called, without the lock, when a failing host answers.
+	recovered func(host string)
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -42,35 +57,117 @@ type hostState struct {
 	sent          []time.Time
 	cooldownUntil time.Time
 	consecutive   int // 429s in a row without a success in between
+	inFlight      int
+	// failing is set by a transient failure (5xx, timeout, connection or
+	// TLS failure) and cleared by any answer: while it is set, the host is
+	// probed by one request at a time, at most one per probeInterval.
+	failing bool
+	probing bool
+	probeAt time.Time
 }
 
-func newHostLimiter(perMinute int, rnd func() float64) *hostLimiter {
+func newHostLimiter(perMinute, maxInFlight int, rnd func() float64) *hostLimiter {
 	if perMinute == 0 {
 		perMinute = DefaultHostRequestsPerMinute
 	}
-	return &hostLimiter{perMinute: perMinute, rand: rnd, hosts: map[string]*hostState{}}
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultHostMaxInFlight
+	}
+	return &hostLimiter{perMinute: perMinute, maxInFlight: maxInFlight, rand: rnd, hosts: map[string]*hostState{}}
+}
+
+// slot is a request slot taken from acquire; release gives it back.
+type slot struct {
+	host  string
+	probe bool
 }
 
 // acquire takes a request slot for host at now, or reports how long to wait.
 // A slot taken is spent even when the request later fails: the provider saw
 // (or may have seen) it.
-func (l *hostLimiter) acquire(host string, now time.Time) (bool, time.Duration) {
+func (l *hostLimiter) acquire(host string, now time.Time) (slot, bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.state(host, now)
-	if now.Before(st.cooldownUntil) {
-		return false, st.cooldownUntil.Sub(now)
+	if wait := l.hold(st, now); wait > 0 {
+		return slot{}, false, wait
+	}
+	if l.perMinute >= 0 {
+		st.sent = append(st.sent, now)
+	}
+	st.inFlight++
+	s := slot{host: host, probe: st.failing}
+	if s.probe {
+		st.probing = true
+	}
+	return s, true, 0
+}
+
+// hold is how long a request to st must wait at now; 0: it may go. The
+// order says what a caller waits for first: the 429 cool-down, a failing
+// host's probe, the bulkhead, the budget.
+func (l *hostLimiter) hold(st *hostState, now time.Time) time.Duration {
+	switch {
+	case now.Before(st.cooldownUntil):
+		return st.cooldownUntil.Sub(now)
+	case st.failing && st.probing:
+		return slotRetry
+	case st.failing && now.Before(st.probeAt):
+		return st.probeAt.Sub(now)
+	case st.inFlight >= l.maxInFlight:
+		return slotRetry
 	}
 	if l.perMinute < 0 {
-		return true, 0
+		return 0
 	}
 	st.expire(now)
 	if len(st.sent) >= l.perMinute {
 		// The slot frees when the oldest send leaves the window.
-		return false, st.sent[0].Add(limiterWindow).Sub(now)
+		return st.sent[0].Add(limiterWindow).Sub(now)
 	}
-	st.sent = append(st.sent, now)
-	return true, 0
+	return 0
+}
+
+// holdUntil is when a request to host could go, without taking a slot; the
+// zero time when it could go now.
+func (l *hostLimiter) holdUntil(host string, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.hosts[host]
+	if !ok {
+		return time.Time{}
+	}
+	if wait := l.hold(st, now); wait > 0 {
+		return now.Add(wait)
+	}
+	return time.Time{}
+}
+
+// release gives a slot back with the request's outcome: transient is true
+// when the host did not answer usefully (5xx, 408, timeout, connection or
+// TLS failure). A transient outcome starts (or continues) probing; any
+// other answer ends it and calls recovered.
+func (l *hostLimiter) release(s slot, now time.Time, transient bool) {
+	l.mu.Lock()
+	st := l.state(s.host, now)
+	st.inFlight = max(st.inFlight-1, 0)
+	if s.probe {
+		st.probing = false
+	}
+	wasFailing := st.failing
+	if transient {
+		if !st.failing || s.probe {
+			st.probeAt = now.Add(probeInterval + time.Duration(probeJitter*l.rnd()*float64(probeInterval)))
+		}
+		st.failing = true
+	} else {
+		st.failing = false
+	}
+	recovered := l.recovered
+	l.mu.Unlock()
+	if wasFailing && !transient && recovered != nil {
+		recovered(s.host)
+	}
 }
 
 // expire drops sends older than the window. A send at exactly now-1m is
@@ -161,7 +258,7 @@ const maxTrackedHosts = 1024
 func (l *hostLimiter) sweep(now time.Time) {
 	for h, st := range l.hosts {
 		st.expire(now)
-		if len(st.sent) == 0 && st.consecutive == 0 && !now.Before(st.cooldownUntil) {
+		if len(st.sent) == 0 && st.consecutive == 0 && !now.Before(st.cooldownUntil) && st.inFlight == 0 && !st.failing {
 			delete(l.hosts, h)
 		}
 	}

@@ -13,54 +13,54 @@ import (
 
 func TestHostLimiterWindow(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
-	l := newHostLimiter(3, fixedRand(0.5))
+	l := newHostLimiter(3, 0, fixedRand(0.5))
 	for i := 0; i < 3; i++ {
-		if ok, _ := l.acquire("h:443", t0.Add(time.Duration(i)*10*time.Second)); !ok {
+		if ok, _ := l.take("h:443", t0.Add(time.Duration(i)*10*time.Second)); !ok {
 			t.Fatalf("request %d refused", i)
 		}
 	}
-	if ok, wait := l.acquire("h:443", t0.Add(30*time.Second)); ok || wait != 30*time.Second {
+	if ok, wait := l.take("h:443", t0.Add(30*time.Second)); ok || wait != 30*time.Second {
 		t.Fatalf("4th request: ok=%v wait=%v; want refused for 30s (until the first leaves the window)", ok, wait)
 	}
-	if ok, _ := l.acquire("other:443", t0.Add(30*time.Second)); !ok {
+	if ok, _ := l.take("other:443", t0.Add(30*time.Second)); !ok {
 		t.Fatal("another host must have its own budget")
 	}
-	if ok, wait := l.acquire("h:443", t0.Add(time.Minute-time.Nanosecond)); ok || wait != time.Nanosecond {
+	if ok, wait := l.take("h:443", t0.Add(time.Minute-time.Nanosecond)); ok || wait != time.Nanosecond {
 		t.Fatalf("just before the slot frees: ok=%v wait=%v", ok, wait)
 	}
-	if ok, _ := l.acquire("h:443", t0.Add(time.Minute)); !ok {
+	if ok, _ := l.take("h:443", t0.Add(time.Minute)); !ok {
 		t.Fatal("the slot must free exactly one minute after the first request")
 	}
-	if ok, _ := l.acquire("h:443", t0.Add(time.Minute)); ok {
+	if ok, _ := l.take("h:443", t0.Add(time.Minute)); ok {
 		t.Fatal("only one slot freed")
 	}
 }
 
 func TestHostLimiterDefaultsAndUnlimited(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
-	l := newHostLimiter(0, fixedRand(0))
+	l := newHostLimiter(0, 0, fixedRand(0))
 	n := 0
 	for ok := true; ok; n++ {
-		ok, _ = l.acquire("h:443", t0)
+		ok, _ = l.take("h:443", t0)
 	}
 	if n-1 != DefaultHostRequestsPerMinute {
 		t.Fatalf("default budget = %d, want %d", n-1, DefaultHostRequestsPerMinute)
 	}
-	u := newHostLimiter(-1, fixedRand(0))
+	u := newHostLimiter(-1, 0, fixedRand(0))
 	for i := 0; i < 10000; i++ {
-		if ok, _ := u.acquire("h:443", t0); !ok {
+		if ok, _ := u.take("h:443", t0); !ok {
 			t.Fatal("an unlimited limiter refused a request")
 		}
 	}
 	u.throttled("h:443", t0, 5*time.Second, true)
-	if ok, wait := u.acquire("h:443", t0); ok || wait != 5*time.Second {
+	if ok, wait := u.take("h:443", t0); ok || wait != 5*time.Second {
 		t.Fatalf("an unlimited limiter must still honour a 429 cool-down: ok=%v wait=%v", ok, wait)
 	}
 }
 
 func TestHostLimiterCooldown(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
-	l := newHostLimiter(-1, fixedRand(0.5))
+	l := newHostLimiter(-1, 0, fixedRand(0.5))
 	// Without Retry-After: full jitter over 2s·2^(n-1), capped at 2m; rnd 0.5
 	// gives half the ceiling.
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
@@ -87,10 +87,10 @@ func TestHostLimiterCooldown(t *testing.T) {
 	if got := l.throttled("h:443", t2.Add(time.Second), time.Second, true); got != 65*time.Second {
 		t.Fatalf("a shorter Retry-After shortened the cool-down: %v remaining, want 65s", got)
 	}
-	if ok, wait := l.acquire("h:443", t2.Add(time.Minute)); ok || wait != 6*time.Second {
+	if ok, wait := l.take("h:443", t2.Add(time.Minute)); ok || wait != 6*time.Second {
 		t.Fatalf("during the cool-down: ok=%v wait=%v", ok, wait)
 	}
-	if ok, _ := l.acquire("h:443", t2.Add(66*time.Second)); !ok {
+	if ok, _ := l.take("h:443", t2.Add(66*time.Second)); !ok {
 		t.Fatal("the cool-down must end on time")
 	}
 	if !l.cooldownUntil("h:443", t2.Add(66*time.Second)).IsZero() {
@@ -119,7 +119,8 @@ func TestLimiterConcurrentCallers(t *testing.T) {
 	// The sandbox throttles at the same rate: if our limiter let one request
 	// too many through, the sandbox would answer 429 and the test would see it.
 	s.SetThrottle(perMinute, "30")
-	c := NewClient(Options{Clock: clk, Rand: fixedRand(0.5), AllowPrivateNetworks: true, HostRequestsPerMinute: perMinute})
+	// The bulkhead is out of the way: this is about the budget.
+	c := NewClient(Options{Clock: clk, Rand: fixedRand(0.5), AllowPrivateNetworks: true, HostRequestsPerMinute: perMinute, HostMaxInFlight: 1000})
 	e := &fetchEnv{fx: fx}
 	req := e.flowB(s)
 	host, _ := HostOf(req.URL)
@@ -197,8 +198,8 @@ func TestLimiterConcurrentCallers(t *testing.T) {
 		t.Fatalf("err = %v, want the provider's 429 with a 33 s cool-down", err)
 	}
 	throttledAt := clk.Now()
-	if got := c.CooldownUntil(host); !got.Equal(throttledAt.Add(33 * time.Second)) {
-		t.Fatalf("CooldownUntil = %v, want %v", got, throttledAt.Add(33*time.Second))
+	if got := c.HoldUntil(host); !got.Equal(throttledAt.Add(33 * time.Second)) {
+		t.Fatalf("HoldUntil = %v, want %v", got, throttledAt.Add(33*time.Second))
 	}
 	calls := s.TotalCalls()
 	for _, at := range []time.Duration{0, 10 * time.Second, 33*time.Second - time.Millisecond} {
@@ -214,5 +215,74 @@ func TestLimiterConcurrentCallers(t *testing.T) {
 	// The 429'd request still holds one slot of this minute.
 	if n := round("after the cool-down"); n != perMinute-1 {
 		t.Fatalf("%d callers got through after the cool-down, want %d", n, perMinute-1)
+	}
+}
+
+// take acquires a slot and releases it at once with a good answer: the
+// budget and cool-down tests count sends, not requests in flight.
+func (l *hostLimiter) take(host string, now time.Time) (bool, time.Duration) {
+	s, ok, wait := l.acquire(host, now)
+	if ok {
+		l.release(s, now, false)
+	}
+	return ok, wait
+}
+
+func TestHostLimiterBulkhead(t *testing.T) {
+	l := newHostLimiter(-1, 2, fixedRand(0))
+	t0 := time.Unix(1_700_000_000, 0)
+	a, ok1, _ := l.acquire("slow:443", t0)
+	_, ok2, _ := l.acquire("slow:443", t0)
+	if !ok1 || !ok2 {
+		t.Fatal("the first two requests were held")
+	}
+	if _, ok, wait := l.acquire("slow:443", t0); ok || wait != slotRetry {
+		t.Fatalf("a third request in flight: ok %v, wait %v", ok, wait)
+	}
+	if ok, _ := l.take("fast:443", t0); !ok {
+		t.Fatal("a hanging host held back another host")
+	}
+	if got := l.holdUntil("slow:443", t0); !got.Equal(t0.Add(slotRetry)) {
+		t.Fatalf("holdUntil = %v with the bulkhead full", got)
+	}
+	l.release(a, t0, false)
+	if !l.holdUntil("slow:443", t0).IsZero() {
+		t.Fatal("still held after a release")
+	}
+}
+
+// A failing host is probed by one request at a time, at most one per
+// probeInterval; the first answer releases everyone.
+func TestHostLimiterProbesAFailingHost(t *testing.T) {
+	l := newHostLimiter(-1, 0, fixedRand(0))
+	var recovered []string
+	l.recovered = func(h string) { recovered = append(recovered, h) }
+	t0 := time.Unix(1_700_000_000, 0)
+	s, _, _ := l.acquire("down:443", t0)
+	l.release(s, t0, true)
+	if _, ok, wait := l.acquire("down:443", t0.Add(time.Second)); ok || wait != probeInterval-time.Second {
+		t.Fatalf("a request 1 s after a failure: ok %v, wait %v", ok, wait)
+	}
+	probe, ok, _ := l.acquire("down:443", t0.Add(probeInterval))
+	if !ok || !probe.probe {
+		t.Fatalf("no probe after %v", probeInterval)
+	}
+	if _, ok, _ := l.acquire("down:443", t0.Add(probeInterval)); ok {
+		t.Fatal("a second request while the probe is in flight")
+	}
+	l.release(probe, t0.Add(probeInterval+15*time.Second), true) // timed out
+	if _, ok, _ := l.acquire("down:443", t0.Add(probeInterval+16*time.Second)); ok {
+		t.Fatal("a request right after a failed probe")
+	}
+	probe, ok, _ = l.acquire("down:443", t0.Add(2*probeInterval+15*time.Second))
+	if !ok {
+		t.Fatal("no second probe")
+	}
+	l.release(probe, t0.Add(2*probeInterval+16*time.Second), false)
+	if len(recovered) != 1 || recovered[0] != "down:443" {
+		t.Fatalf("recovered %v", recovered)
+	}
+	if !l.holdUntil("down:443", t0.Add(2*probeInterval+16*time.Second)).IsZero() {
+		t.Fatal("still held after the host answered")
 	}
 }

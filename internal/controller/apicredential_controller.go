@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -64,7 +65,8 @@ const (
 // TokenClient is what the reconciler needs of internal/auth.
 type TokenClient interface {
 	Fetch(ctx context.Context, r auth.Request) (auth.Token, error)
-	CooldownUntil(host string) time.Time
+	// HoldUntil is when a request to host could go; zero: now.
+	HoldUntil(host string) time.Time
 }
 
 // APICredentialReconciler keeps the token of each APICredential fresh.
@@ -103,6 +105,12 @@ type APICredentialReconciler struct {
 	minted map[types.NamespacedName]mintedFor
 	// certWarned remembers the certificate expiry already warned about.
 	certWarned map[types.NamespacedName]time.Time
+	// waiting holds, per token host, the credentials held back by the host
+	// (its cool-down, probe, bulkhead or budget); HostRecovered wakes them.
+	waiting map[string]map[types.NamespacedName]bool
+	// released carries the credentials woken by HostRecovered to the
+	// workqueue.
+	released chan event.GenericEvent
 	// rechecked lists the credentials whose spec failure this process has
 	// re-checked: a spec failure may come from the address policy of an
 	// operator since restarted with other flags, and a re-check costs the
@@ -141,6 +149,11 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if r.Metadata == nil {
 		r.Metadata = metaCache
 	}
+	r.mu.Lock()
+	if r.released == nil {
+		r.released = make(chan event.GenericEvent, 1024)
+	}
+	r.mu.Unlock()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apicredential").
 		WithOptions(controller.Options{
@@ -160,6 +173,8 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 			handler.EnqueueRequestsFromMapFunc(r.credentialsFor(secretRefIndex)))).
 		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("ConfigMap")),
 			handler.EnqueueRequestsFromMapFunc(r.credentialsFor(configMapRefIndex)))).
+		// Credentials released at once when their failing host answers.
+		WatchesRawSource(source.Channel(r.released, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 
@@ -330,19 +345,27 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		Jitter:              jitter(cred.UID, p.token.IssuedAt),
 		LastFailure:         lastFailure,
 		LastAttempt:         timeOf(p.status.LastAttemptTime),
-		HostCooldownUntil:   r.Tokens.CooldownUntil(host),
+		HostHoldUntil:       r.Tokens.HoldUntil(host),
 	}
 	if p.status.ConsecutiveFailures > 0 {
 		in.RetryAt = timeOf(p.status.NextRefreshTime)
 	}
 	d := refresh.Decide(in)
 	if d.Action == refresh.Wait {
-		// A zero time (a spec failure) waits for a change.
 		at := ceilSecond(d.At)
-		p.status.NextRefreshTime = metaTime(at)
 		p.wakeAt(at)
+		if own := r.withoutHost(in); own.Action == refresh.Refresh || own.At.Before(d.At) {
+			// Held back by the host only: waiting is not news. Status keeps
+			// the planned time, and nothing is read until the host lets go.
+			r.hold(p.cred, host)
+			return nil
+		}
+		r.unhold(p.cred, host)
+		// A zero time (a spec failure) waits for a change.
+		p.status.NextRefreshTime = metaTime(at)
 		return nil
 	}
+	r.unhold(p.cred, host)
 	return r.refresh(ctx, p, t, inputs, host)
 }
 
@@ -371,11 +394,11 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	tok, err := r.Tokens.Fetch(ctx, res.request)
 	var rl *auth.RateLimitedError
 	if errors.As(err, &rl) && rl.Local {
-		// Our own per-host budget held the call back; the provider saw
-		// nothing, so this is not a failed attempt.
-		at := p.now.Add(max(rl.RetryAfter, time.Second))
-		p.status.NextRefreshTime = metaTime(at)
-		p.wakeAt(at)
+		// The host held the call back (another caller took the slot since
+		// HoldUntil said it was free); the provider saw nothing, so this is
+		// neither a failed attempt nor a change of plan.
+		p.wakeAt(p.now.Add(max(rl.RetryAfter, time.Second)))
+		r.hold(cred, host)
 		return nil
 	}
 	if sem, _ := failure.Of(failure.ReasonOf(err)); err == nil || sem.Sent {
@@ -562,6 +585,58 @@ func lastFailure(s authv1alpha1.APICredentialStatus) refresh.Class {
 	return sem.Retry
 }
 
+// withoutHost is the decision as if the host let every request go.
+func (r *APICredentialReconciler) withoutHost(in refresh.Input) refresh.Decision {
+	in.HostHoldUntil = time.Time{}
+	return refresh.Decide(in)
+}
+
+// hold records that cred waits for host.
+func (r *APICredentialReconciler) hold(cred *authv1alpha1.APICredential, host string) {
+	key := client.ObjectKeyFromObject(cred)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waiting == nil {
+		r.waiting = map[string]map[types.NamespacedName]bool{}
+	}
+	if r.waiting[host] == nil {
+		r.waiting[host] = map[types.NamespacedName]bool{}
+	}
+	r.waiting[host][key] = true
+	r.Metrics.SetHostWaiting(host, len(r.waiting[host]))
+}
+
+// unhold records that cred no longer waits for host.
+func (r *APICredentialReconciler) unhold(cred *authv1alpha1.APICredential, host string) {
+	key := client.ObjectKeyFromObject(cred)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w := r.waiting[host]; w[key] {
+		delete(w, key)
+		r.Metrics.SetHostWaiting(host, len(w))
+	}
+}
+
+// HostRecovered wakes every credential waiting for host; it fits
+// auth.Options.OnHostRecovered and does not block.
+func (r *APICredentialReconciler) HostRecovered(host string) {
+	r.mu.Lock()
+	keys := make([]types.NamespacedName, 0, len(r.waiting[host]))
+	for k := range r.waiting[host] {
+		keys = append(keys, k)
+	}
+	ch := r.released
+	r.mu.Unlock()
+	if ch == nil || len(keys) == 0 {
+		return
+	}
+	go func() {
+		for _, k := range keys {
+			ch <- event.GenericEvent{Object: &authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
+		}
+	}()
+}
+
 func refreshBeforeSpec(cred *authv1alpha1.APICredential) time.Duration {
 	if r := cred.Spec.Refresh; r != nil && r.RefreshBefore != nil {
 		return r.RefreshBefore.Duration
@@ -650,6 +725,12 @@ func (r *APICredentialReconciler) forget(key types.NamespacedName) {
 	delete(r.minted, key)
 	delete(r.certWarned, key)
 	delete(r.rechecked, key)
+	for host, w := range r.waiting {
+		if w[key] {
+			delete(w, key)
+			r.Metrics.SetHostWaiting(host, len(w))
+		}
+	}
 	r.Metrics.Forget(key.Namespace, key.Name)
 }
 

@@ -77,7 +77,7 @@ func (s *scriptedTokens) Fetch(_ context.Context, _ auth.Request) (auth.Token, e
 	return auth.Token{Value: fmt.Sprintf("tok-%d-%d", len(s.calls), now.Unix()), IssuedAt: now, ExpiresAt: now.Add(s.lifetime)}, nil
 }
 
-func (s *scriptedTokens) CooldownUntil(string) time.Time {
+func (s *scriptedTokens) HoldUntil(string) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cooldown
@@ -129,6 +129,7 @@ type fx struct {
 	failSecretUpdates        int
 	failErr                  error
 	statusPatches, secretPut int
+	sourceReads              int
 }
 
 type fxOption func(*authv1alpha1.APICredential)
@@ -187,6 +188,11 @@ func (f *fx) reconciler() *APICredentialReconciler {
 func (f *fx) interceptGet(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	if _, ok := obj.(*corev1.Secret); ok && f.take(&f.failSecretGets) {
 		return f.failErr
+	}
+	if _, ok := obj.(*corev1.Secret); ok && key.Name == "psp-client" {
+		f.mu.Lock()
+		f.sourceReads++
+		f.mu.Unlock()
 	}
 	return c.Get(ctx, key, obj, opts...)
 }
@@ -1019,5 +1025,42 @@ func TestReconcileLateCABundleConfigMap(t *testing.T) {
 	}
 	if r := ready(f.cred()); r.Status != metav1.ConditionTrue {
 		t.Errorf("Ready %s/%s", r.Status, r.Reason)
+	}
+}
+
+// Waiting for the host costs nothing: a credential whose refresh is due but
+// whose host holds requests back reads no source Secret and writes no
+// status until the host lets it go.
+func TestReconcileWaitingForTheHostReadsAndWritesNothing(t *testing.T) {
+	f := newFx(t, 5*time.Minute)
+	f.reconcile()
+	due := f.cred().Status.NextRefreshTime.Time
+	f.clock.Step(due.Sub(f.clock.Now()))
+	f.tokens.cooldown = f.clock.Now().Add(90 * time.Second)
+	reads, patches := f.sourceReads, f.patches()
+	for range 5 {
+		res := f.reconcile()
+		if res.RequeueAfter <= 0 || res.RequeueAfter > 90*time.Second {
+			t.Fatalf("RequeueAfter %v while held for 90 s", res.RequeueAfter)
+		}
+		f.clock.Step(15 * time.Second)
+	}
+	if n := f.sourceReads - reads; n != 0 {
+		t.Errorf("%d source Secret reads while held by the host", n)
+	}
+	if n := f.patches() - patches; n != 0 {
+		t.Errorf("%d status writes while held by the host", n)
+	}
+	if n := f.tokens.count(); n != 1 {
+		t.Errorf("%d provider calls while held", n)
+	}
+	if got := f.cred().Status.NextRefreshTime.Time; !got.Equal(due) {
+		t.Errorf("nextRefreshTime moved to %v while held, want the plan %v", got, due)
+	}
+	f.clock.Step(f.tokens.cooldown.Sub(f.clock.Now()))
+	f.tokens.cooldown = time.Time{}
+	f.reconcile()
+	if n := f.tokens.count(); n != 2 {
+		t.Errorf("%d provider calls once the host let go, want 2", n)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	ProviderRequestDuration = "tokenwarden_provider_request_duration_seconds"
 	ProviderRateLimited     = "tokenwarden_provider_rate_limited_total"
 	ClientCertificateExpiry = "tokenwarden_client_certificate_expiry_timestamp_seconds"
+	HostWaiting             = "tokenwarden_host_waiting_credentials"
 )
 
 // Metrics records what tokenwarden does. A nil *Metrics records nothing.
@@ -28,6 +29,7 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	rateLimited     *prometheus.CounterVec
 	certExpiry      *prometheus.GaugeVec
+	hostWaiting     *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them with reg (controller-runtime's
@@ -61,7 +63,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time at which the client certificate of the credential expires.",
 		}, perCredential),
 	}
-	reg.MustRegister(m.tokenExpiry, m.nextRefresh, m.attempts, m.requestDuration, m.rateLimited, m.certExpiry)
+	m.hostWaiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: HostWaiting,
+		Help: "Credentials whose refresh is due but held back by their token host (429 cool-down, a failing host's probe, the in-flight limit or the per-host budget).",
+	}, []string{"host"})
+	reg.MustRegister(m.tokenExpiry, m.nextRefresh, m.attempts, m.requestDuration, m.rateLimited, m.certExpiry, m.hostWaiting)
 	return m
 }
 
@@ -115,4 +121,16 @@ func set(g *prometheus.GaugeVec, namespace, name string, t time.Time) {
 		return
 	}
 	g.WithLabelValues(namespace, name).Set(float64(t.Unix()))
+}
+
+// SetHostWaiting records how many credentials wait for host.
+func (m *Metrics) SetHostWaiting(host string, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		m.hostWaiting.DeleteLabelValues(host)
+		return
+	}
+	m.hostWaiting.WithLabelValues(host).Set(float64(n))
 }

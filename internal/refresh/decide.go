@@ -38,8 +38,10 @@ type Input struct {
 	RetryAt time.Time
 	// LastAttempt is when this credential last called the provider.
 	LastAttempt time.Time
-	// HostCooldownUntil is the end of the token host's shared 429 cool-down.
-	HostCooldownUntil time.Time
+	// HostHoldUntil is when the token host lets the next request go: the
+	// end of its shared 429 cool-down, a failing host's next probe, a free
+	// in-flight slot or a free slot of the per-host budget.
+	HostHoldUntil time.Time
 }
 
 // Action is what to do now.
@@ -81,7 +83,7 @@ func Decide(in Input) Decision {
 	if !in.Changed && in.LastFailure != None && !in.RetryAt.IsZero() {
 		due = latest(due, in.RetryAt)
 	}
-	at := latest(due, in.HostCooldownUntil)
+	at := latest(due, in.HostHoldUntil)
 	// The token's issue time counts as an attempt too: a pass that read a
 	// status older than the token it finds still respects the floor.
 	if last := latest(in.LastAttempt, in.Token.IssuedAt); !last.IsZero() {

@@ -54,7 +54,7 @@ func FuzzDecide(f *testing.F) {
 			in.LastAttempt = base.Add(time.Duration(lastOff))
 		}
 		if hasCooldown {
-			in.HostCooldownUntil = base.Add(time.Duration(cooldownOff))
+			in.HostHoldUntil = base.Add(time.Duration(cooldownOff))
 		}
 
 		d := Decide(in)
@@ -85,12 +85,12 @@ func FuzzDecide(f *testing.F) {
 			if floored && d.At.Before(floorEnd) {
 				t.Fatalf("Wait at %v before LastAttempt+Floor %v", d.At, floorEnd)
 			}
-			if d.At.Before(in.HostCooldownUntil) {
-				t.Fatalf("Wait at %v before host cool-down end %v", d.At, in.HostCooldownUntil)
+			if d.At.Before(in.HostHoldUntil) {
+				t.Fatalf("Wait at %v before host cool-down end %v", d.At, in.HostHoldUntil)
 			}
 			// Waiting needs a reason: the floor, the cool-down, a failure's
 			// RetryAt or the token's schedule.
-			reason := (floored && in.Now.Before(floorEnd)) || in.Now.Before(in.HostCooldownUntil) ||
+			reason := (floored && in.Now.Before(floorEnd)) || in.Now.Before(in.HostHoldUntil) ||
 				(!changed && cls != None && hasRetry && in.Now.Before(in.RetryAt)) ||
 				(!changed && in.Token.Valid(in.Now))
 			if !reason {
@@ -103,8 +103,8 @@ func FuzzDecide(f *testing.F) {
 			if floored && in.Now.Before(floorEnd) {
 				t.Fatalf("Refresh at %v inside the floor (LastAttempt %v)", in.Now, in.LastAttempt)
 			}
-			if in.Now.Before(in.HostCooldownUntil) {
-				t.Fatalf("Refresh at %v inside the host cool-down (until %v)", in.Now, in.HostCooldownUntil)
+			if in.Now.Before(in.HostHoldUntil) {
+				t.Fatalf("Refresh at %v inside the host cool-down (until %v)", in.Now, in.HostHoldUntil)
 			}
 			if !changed && cls != None && hasRetry && in.Now.Before(in.RetryAt) {
 				t.Fatalf("Refresh at %v before RetryAt %v without a change (class %d)", in.Now, in.RetryAt, cls)
@@ -116,7 +116,7 @@ func FuzzDecide(f *testing.F) {
 		// Nothing holds a credential back: Refresh. A change, a missing or
 		// expired token with no pending retry must reach the provider once
 		// the floor and cool-down allow it.
-		free := (!floored || !in.Now.Before(floorEnd)) && !in.Now.Before(in.HostCooldownUntil)
+		free := (!floored || !in.Now.Before(floorEnd)) && !in.Now.Before(in.HostHoldUntil)
 		noFailureHold := changed || cls == None || !hasRetry || !in.Now.Before(in.RetryAt)
 		if free && noFailureHold && (changed || !in.Token.Valid(in.Now)) && d.Action != Refresh {
 			t.Fatalf("%v at %v, want Refresh: %+v", d.Action, d.At, in)

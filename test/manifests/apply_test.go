@@ -93,7 +93,12 @@ func TestNamespacedPermissions(t *testing.T) {
 		{[]string{"update", creds, "--subresource=status", "-n", "payments"}, true},
 		{[]string{"patch", creds, "--subresource=status", "-n", "payments"}, true},
 		{[]string{"get", "configmaps", "-n", "payments"}, true},
-		{[]string{"list", "configmaps", "-n", "payments"}, false},
+		// list/watch serve the metadata-only watch of CA bundle ConfigMaps.
+		{[]string{"list", "configmaps", "-n", "payments"}, true},
+		{[]string{"watch", "configmaps", "-n", "payments"}, true},
+		{[]string{"update", "configmaps", "-n", "payments"}, false},
+		// Blocking owner references where OwnerReferencesPermissionEnforcement is on.
+		{[]string{"update", creds, "--subresource=finalizers", "-n", "payments"}, true},
 		{[]string{"create", "events", "-n", "payments"}, true},
 		{[]string{"create", "events.events.k8s.io", "-n", "payments"}, true},
 		// Other namespaces and the whole cluster: nothing.
