@@ -84,6 +84,7 @@ func quoted() []quote {
 			reference("| 429 |"),
 			troubleshooting("**Do:** fix the network path."),
 			troubleshooting("treated as a broken configuration and not hammered"),
+			troubleshooting("Someone edited or removed `token`"),
 			designNotes("**Minimum interval between two provider calls of one credential.**"),
 			designNotes("a broken configuration is not hammered"),
 		}},
