@@ -84,10 +84,14 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	done
 
 .PHONY: verify
-verify: manifests generate fmt ## Fail when generated code, manifests or formatting drift from the source.
-	@if [ -n "$$(git status --porcelain -- api config internal cmd go.mod go.sum)" ]; then \
-	  echo "generated files or formatting are out of date; run make manifests generate fmt and commit:"; \
-	  git status --porcelain -- api config internal cmd go.mod go.sum; \
+verify: manifests generate fmt ## Fail when go.mod/go.sum are not tidy or generated code, manifests or formatting drift from the source (whole tree).
+	@if ! go mod tidy -diff; then \
+	  echo "go.mod or go.sum is not tidy; run go mod tidy and commit (the diff above)"; \
+	  exit 1; \
+	fi
+	@if [ -n "$$(git status --porcelain)" ]; then \
+	  echo "the tree is not clean after make manifests generate fmt; commit the changes (or add stray files to .gitignore):"; \
+	  git status --porcelain; \
 	  git --no-pager diff --stat; \
 	  exit 1; \
 	fi

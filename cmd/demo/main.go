@@ -261,7 +261,7 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 		case <-mgr.Done():
 			t.done()
 			_, err := mgr.Exited()
-			return fmt.Errorf("the manager exited unexpectedly (%v); its log is %s:\n%s", err, mgrLog, demo.LastLines(mgrLog, 20))
+			return fmt.Errorf("the manager exited unexpectedly (%w); its log is %s:\n%s", err, mgrLog, demo.LastLines(mgrLog, 20))
 		case <-sb.Done():
 			t.done()
 			return errors.New("the sandbox exited unexpectedly")

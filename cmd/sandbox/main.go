@@ -191,7 +191,7 @@ func callsHandler(current *atomic.Pointer[sandbox.Server]) http.Handler {
 // client. Keys and bundles are 0600: they are credentials even here, and
 // users copy them into Secrets.
 func writeFiles(dir string, ca *sandbox.CA, clients []client, keyType sandbox.KeyType, passphrase string, legacy bool) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
 	if err := writeFile(filepath.Join(dir, "ca.crt"), ca.CertPEM, 0o644); err != nil {

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/sandbox"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/tokenwarden/tokenwarden/internal/sandbox"
 )
 
 // syncBuffer lets the test read what run prints while run is still going.

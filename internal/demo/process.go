@@ -46,15 +46,22 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// Exited reports whether the process has exited, and how.
+// Exited reports whether the process has exited, and how: Wait's error, or
+// errCleanExit for a clean exit, so that callers (to which any exit is
+// unexpected) always have an error to wrap.
 func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
+		if p.err == nil {
+			return true, errCleanExit
+		}
 		return true, p.err
 	default:
 		return false, nil
 	}
 }
+
+var errCleanExit = errors.New("exit status 0")
 
 // Stop sends SIGTERM, waits up to grace for the process to exit and kills
 // it (and its process group) after that. It returns an error when the

@@ -258,7 +258,7 @@ func (s *Samples) secret(namespace, name string) (*corev1.Secret, error) {
 			return sec, nil
 		}
 	}
-	return nil, fmt.Errorf("Secret %s/%s is referenced by a sample but is not among the samples", namespace, name)
+	return nil, fmt.Errorf("a sample references Secret %s/%s, which is not among the samples", namespace, name)
 }
 
 // Provider is what PointAt needs to know of a running sandbox.

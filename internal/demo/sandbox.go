@@ -115,7 +115,8 @@ func StartSandbox(opts SandboxOptions) (*Sandbox, error) {
 	select {
 	case url = <-urls:
 	case <-proc.Done():
-		return nil, fmt.Errorf("sandbox exited before it was ready (%v); see %s", proc.err, logPath)
+		_, err := proc.Exited()
+		return nil, fmt.Errorf("sandbox exited before it was ready (%w); see %s", err, logPath)
 	case <-time.After(20 * time.Second):
 		_ = proc.Stop(2 * time.Second)
 		return nil, fmt.Errorf("sandbox did not print its URL within 20s; see %s", logPath)

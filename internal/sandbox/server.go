@@ -92,7 +92,7 @@ type Server struct {
 	closing   context.Context
 	stop      context.CancelFunc
 	closeOnce sync.Once
-	serveErr  chan error
+	serveDone chan struct{} // closed when ServeTLS has returned
 	inflight  sync.WaitGroup
 
 	mu        sync.Mutex
@@ -161,17 +161,17 @@ func Start(opts Options) (*Server, error) {
 
 	closing, stop := context.WithCancel(context.Background())
 	s := &Server{
-		URL:      "https://" + host,
-		CA:       ca,
-		host:     host,
-		now:      opts.Now,
-		signKey:  signKey,
-		kid:      randomID()[:16],
-		fallback: opts.Fallback,
-		closing:  closing,
-		stop:     stop,
-		serveErr: make(chan error, 1),
-		clients:  map[string]string{},
+		URL:       "https://" + host,
+		CA:        ca,
+		host:      host,
+		now:       opts.Now,
+		signKey:   signKey,
+		kid:       randomID()[:16],
+		fallback:  opts.Fallback,
+		closing:   closing,
+		stop:      stop,
+		serveDone: make(chan struct{}),
+		clients:   map[string]string{},
 		lifetimes: map[string]time.Duration{
 			"A": orDefault(opts.LifetimeA, DefaultLifetimeA),
 			"B": orDefault(opts.LifetimeB, DefaultLifetimeB),
@@ -195,7 +195,12 @@ func Start(opts Options) (*Server, error) {
 		BaseContext:       func(net.Listener) context.Context { return closing },
 		ConnContext:       withRawConn,
 	}
-	go func() { s.serveErr <- s.srv.ServeTLS(ln, "", "") }()
+	go func() {
+		defer close(s.serveDone)
+		// http.ErrServerClosed once Close shuts the server down; any other
+		// error closed the listener, which clients see as refused connections.
+		_ = s.srv.ServeTLS(ln, "", "")
+	}()
 	return s, nil
 }
 
@@ -265,7 +270,7 @@ func (s *Server) Close() {
 			_ = s.srv.Close()
 		}
 		s.inflight.Wait()
-		<-s.serveErr
+		<-s.serveDone
 	})
 }
 

@@ -54,7 +54,7 @@ func (o *operator) start(ctx context.Context, extra ...string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if ok, err := o.proc.Exited(); ok {
-			return fmt.Errorf("manager exited during start-up (%v); see %s", err, o.logPath)
+			return fmt.Errorf("manager exited during start-up (%w); see %s", err, o.logPath)
 		}
 		resp, err := o.http.Get("http://" + o.probeAddr + "/readyz")
 		if err == nil {
@@ -99,7 +99,7 @@ func (o *operator) alive() error {
 		return fmt.Errorf("manager not running")
 	}
 	if ok, err := o.proc.Exited(); ok {
-		return fmt.Errorf("manager exited (%v); see %s", err, o.logPath)
+		return fmt.Errorf("manager exited (%w); see %s", err, o.logPath)
 	}
 	return nil
 }
@@ -142,7 +142,7 @@ func parseMetrics(text string) metrics {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, labels, rest := line, "", ""
+		var name, labels, rest string
 		if i := strings.IndexByte(line, '{'); i >= 0 {
 			j := strings.LastIndexByte(line, '}')
 			if j < i {

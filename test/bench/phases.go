@@ -316,7 +316,7 @@ func (b *bench) phaseScale(ctx context.Context) error {
 		r, err := b.scaleStep(ctx, n, n == largest)
 		if err != nil {
 			b.detail(phase, results)
-			return fmt.Errorf("N=%d: %w", n, err)
+			return fmt.Errorf("at N=%d: %w", n, err)
 		}
 		results = append(results, r)
 		ok := r.Exposure.ExpiredSamples == 0 && r.Ready == n
