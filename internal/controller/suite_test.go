@@ -213,9 +213,6 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 // new token client, empty memory.
 func (h *harness) startManager() {
 	h.t.Helper()
-	ao := h.config.auth
-	ao.Observe = testMetrics.ObserveRequest
-	h.tokens = auth.NewClient(ao)
 	mo := metricsserver.Options{BindAddress: "0"}
 	if h.config.metricsAddr != "" {
 		mo = metricsserver.Options{BindAddress: h.config.metricsAddr, SecureServing: true,
@@ -248,13 +245,17 @@ func (h *harness) startManager() {
 		APIReader:  mgr.GetAPIReader(),
 		Scheme:     mgr.GetScheme(),
 		Clock:      clock.RealClock{},
-		Tokens:     h.tokens,
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),
 		Rand:       func() float64 { return 0.5 },
 		Namespaces: []string{h.ns},
 		Metrics:    testMetrics,
 		Workers:    4,
 	}
+	ao := h.config.auth
+	ao.Observe = testMetrics.ObserveRequest
+	ao.OnHostRecovered = r.HostRecovered
+	h.tokens = auth.NewClient(ao)
+	r.Tokens = h.tokens
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		cancel()
 		h.t.Fatalf("setting up controller: %v", err)
