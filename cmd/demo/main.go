@@ -121,11 +121,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// envtest logs through controller-runtime; the demo's output is the table.
 	log.SetLogger(logr.Discard())
 
-	// The first SIGINT or SIGTERM starts an orderly stop; the handler stays
-	// installed until the end so that a second Ctrl-C cannot cut the
-	// cleanup short and leave processes behind.
-	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT, SIGTERM or SIGHUP (the terminal was closed) starts
+	// an orderly stop; the handler stays installed until the end so that a
+	// second Ctrl-C cannot cut the cleanup short and leave processes behind.
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stopSignals()
+	// Output to a pipe whose reader is gone (`make demo | tee log`, then
+	// Ctrl-C, which ends tee first) must not kill the demo with SIGPIPE in
+	// the middle of its cleanup: with SIGPIPE handled, such a write just
+	// fails, and the demo stops as if interrupted.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	defer signal.Stop(pipes)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-pipes:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	var cleanup stack
 	code := 0
