@@ -136,6 +136,7 @@ func run(o options) error {
 		HostRequestsPerMinute: o.hostRequestsPerMinute,
 		HostMaxInFlight:       o.hostMaxInFlight,
 		OnHostRecovered:       rec.HostRecovered,
+		OnHostSlotFree:        rec.HostSlotFree,
 	})
 	ctx := ctrl.SetupSignalHandler()
 	if err := rec.SetupWithManager(ctx, mgr); err != nil {

@@ -95,6 +95,10 @@ type Options struct {
 	// (5xx, timeouts, connection or TLS failures) answers again, so that
 	// callers waiting for it can go at once. It must not block.
 	OnHostRecovered func(host string)
+	// OnHostSlotFree, when set, is called each time a request to a host
+	// that is not failing ends, so that the most urgent caller waiting for
+	// a slot can go. It must not block.
+	OnHostSlotFree func(host string)
 	Resolver        Resolver // default: net.DefaultResolver
 	// Observe, when set, is called once per request that passed the limiter
 	// and went to the network, with the limiter key, the status code (0 when
@@ -140,6 +144,7 @@ func NewClient(o Options) *Client {
 	}
 	c.limiter = newHostLimiter(o.HostRequestsPerMinute, o.HostMaxInFlight, rnd)
 	c.limiter.recovered = o.OnHostRecovered
+	c.limiter.freed = o.OnHostSlotFree
 	return c
 }
 

@@ -25,12 +25,15 @@ const (
 	retryAfterJitter = 0.2
 
 	// DefaultHostMaxInFlight is how many requests to one host may be in
-	// flight at once when Options leaves it at zero: a host that hangs
-	// until the timeout ties up this many callers, not every worker.
-	DefaultHostMaxInFlight = 4
+	// flight at once when Options leaves it at zero: enough for one
+	// provider serving thousands of credentials at tens of milliseconds per
+	// token, while a host that hangs until the timeout ties up this many
+	// workers at most, and one once its first request has failed.
+	DefaultHostMaxInFlight = 16
 	// slotRetry is when a caller held back by a full bulkhead, or by a
-	// probe in flight, asks again; a release wakes it sooner.
-	slotRetry = time.Second
+	// probe in flight, asks again at the latest; a freed slot wakes the
+	// most urgent waiter sooner (Options.OnHostSlotFree).
+	slotRetry = 5 * time.Second
 	// probeInterval is the least time between two probes of a failing
 	// host (moved later by up to probeJitter of it).
 	probeInterval = refresh.Floor
@@ -44,8 +47,9 @@ type hostLimiter struct {
 	perMinute   int // <0: unlimited
 	maxInFlight int
 	rand        func() float64
-	// recovered is called, without the lock, when a failing host answers.
-	recovered func(host string)
+	// recovered is called, without the lock, when a failing host answers;
+	// freed when a request to a host ends and its slot is free again.
+	recovered, freed func(host string)
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -163,10 +167,13 @@ func (l *hostLimiter) release(s slot, now time.Time, transient bool) {
 	} else {
 		st.failing = false
 	}
-	recovered := l.recovered
+	recovered, freed, failing := l.recovered, l.freed, st.failing
 	l.mu.Unlock()
-	if wasFailing && !transient && recovered != nil {
+	switch {
+	case wasFailing && !transient && recovered != nil:
 		recovered(s.host)
+	case !failing && freed != nil:
+		freed(s.host)
 	}
 }
 

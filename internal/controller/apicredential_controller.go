@@ -106,8 +106,9 @@ type APICredentialReconciler struct {
 	// certWarned remembers the certificate expiry already warned about.
 	certWarned map[types.NamespacedName]time.Time
 	// waiting holds, per token host, the credentials held back by the host
-	// (its cool-down, probe, bulkhead or budget); HostRecovered wakes them.
-	waiting map[string]map[types.NamespacedName]bool
+	// (its cool-down, probe, bulkhead or budget) and when their tokens
+	// expire; HostRecovered wakes them all, HostSlotFree the most urgent.
+	waiting map[string]map[types.NamespacedName]waiter
 	// released carries the credentials woken by HostRecovered to the
 	// workqueue.
 	released chan event.GenericEvent
@@ -116,6 +117,12 @@ type APICredentialReconciler struct {
 	// operator since restarted with other flags, and a re-check costs the
 	// provider nothing (it fails before any call).
 	rechecked map[types.NamespacedName]bool
+}
+
+// waiter is a credential waiting for its host.
+type waiter struct {
+	expires time.Time // of its current token; zero: it has none
+	woken   bool      // already sent to the workqueue by HostSlotFree
 }
 
 type mintedFor struct {
@@ -357,7 +364,7 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		if own := r.withoutHost(in); own.Action == refresh.Refresh || own.At.Before(d.At) {
 			// Held back by the host only: waiting is not news. Status keeps
 			// the planned time, and nothing is read until the host lets go.
-			r.hold(p.cred, host)
+			r.hold(p.cred, host, p.token.ExpiresAt)
 			return nil
 		}
 		r.unhold(p.cred, host)
@@ -398,7 +405,7 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		// HoldUntil said it was free); the provider saw nothing, so this is
 		// neither a failed attempt nor a change of plan.
 		p.wakeAt(p.now.Add(max(rl.RetryAfter, time.Second)))
-		r.hold(cred, host)
+		r.hold(cred, host, p.token.ExpiresAt)
 		return nil
 	}
 	if sem, _ := failure.Of(failure.ReasonOf(err)); err == nil || sem.Sent {
@@ -591,18 +598,18 @@ func (r *APICredentialReconciler) withoutHost(in refresh.Input) refresh.Decision
 	return refresh.Decide(in)
 }
 
-// hold records that cred waits for host.
-func (r *APICredentialReconciler) hold(cred *authv1alpha1.APICredential, host string) {
+// hold records that cred waits for host, with its token's expiry.
+func (r *APICredentialReconciler) hold(cred *authv1alpha1.APICredential, host string, expires time.Time) {
 	key := client.ObjectKeyFromObject(cred)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.waiting == nil {
-		r.waiting = map[string]map[types.NamespacedName]bool{}
+		r.waiting = map[string]map[types.NamespacedName]waiter{}
 	}
 	if r.waiting[host] == nil {
-		r.waiting[host] = map[types.NamespacedName]bool{}
+		r.waiting[host] = map[types.NamespacedName]waiter{}
 	}
-	r.waiting[host][key] = true
+	r.waiting[host][key] = waiter{expires: expires}
 	r.Metrics.SetHostWaiting(host, len(r.waiting[host]))
 }
 
@@ -611,9 +618,11 @@ func (r *APICredentialReconciler) unhold(cred *authv1alpha1.APICredential, host 
 	key := client.ObjectKeyFromObject(cred)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if w := r.waiting[host]; w[key] {
-		delete(w, key)
-		r.Metrics.SetHostWaiting(host, len(w))
+	if w := r.waiting[host]; w != nil {
+		if _, ok := w[key]; ok {
+			delete(w, key)
+			r.Metrics.SetHostWaiting(host, len(w))
+		}
 	}
 }
 
@@ -622,9 +631,44 @@ func (r *APICredentialReconciler) unhold(cred *authv1alpha1.APICredential, host 
 func (r *APICredentialReconciler) HostRecovered(host string) {
 	r.mu.Lock()
 	keys := make([]types.NamespacedName, 0, len(r.waiting[host]))
-	for k := range r.waiting[host] {
+	for k, w := range r.waiting[host] {
 		keys = append(keys, k)
+		r.waiting[host][k] = waiter{expires: w.expires, woken: true}
 	}
+	r.mu.Unlock()
+	r.wake(keys)
+}
+
+// HostSlotFree wakes the waiter of host whose token expires first (one
+// without a token before all), so that waiting credentials go in order of
+// urgency; it fits auth.Options.OnHostSlotFree and does not block.
+func (r *APICredentialReconciler) HostSlotFree(host string) {
+	r.mu.Lock()
+	var (
+		first types.NamespacedName
+		found bool
+		exp   time.Time
+	)
+	for k, w := range r.waiting[host] {
+		if w.woken {
+			continue
+		}
+		if !found || w.expires.Before(exp) || (w.expires.Equal(exp) && k.String() < first.String()) {
+			first, exp, found = k, w.expires, true
+		}
+	}
+	if found {
+		r.waiting[host][first] = waiter{expires: exp, woken: true}
+	}
+	r.mu.Unlock()
+	if found {
+		r.wake([]types.NamespacedName{first})
+	}
+}
+
+// wake sends credentials to the workqueue through the released channel.
+func (r *APICredentialReconciler) wake(keys []types.NamespacedName) {
+	r.mu.Lock()
 	ch := r.released
 	r.mu.Unlock()
 	if ch == nil || len(keys) == 0 {
@@ -726,7 +770,7 @@ func (r *APICredentialReconciler) forget(key types.NamespacedName) {
 	delete(r.certWarned, key)
 	delete(r.rechecked, key)
 	for host, w := range r.waiting {
-		if w[key] {
+		if _, ok := w[key]; ok {
 			delete(w, key)
 			r.Metrics.SetHostWaiting(host, len(w))
 		}

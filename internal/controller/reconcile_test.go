@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
@@ -1062,5 +1063,33 @@ func TestReconcileWaitingForTheHostReadsAndWritesNothing(t *testing.T) {
 	f.reconcile()
 	if n := f.tokens.count(); n != 2 {
 		t.Errorf("%d provider calls once the host let go, want 2", n)
+	}
+}
+
+// Credentials waiting for a host go in order of their tokens' expiry: a
+// freed slot wakes the waiter whose token expires first.
+func TestHostSlotFreeWakesTheMostUrgentWaiter(t *testing.T) {
+	r := &APICredentialReconciler{released: make(chan event.GenericEvent, 8)}
+	mk := func(name string) *authv1alpha1.APICredential {
+		return &authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Namespace: fxNamespace, Name: name}}
+	}
+	r.hold(mk("later"), "h:443", epoch.Add(10*time.Minute))
+	r.hold(mk("soon"), "h:443", epoch.Add(time.Minute))
+	r.hold(mk("none"), "h:443", time.Time{})
+	r.hold(mk("other-host"), "o:443", time.Time{})
+	var order []string
+	for range 3 {
+		r.HostSlotFree("h:443")
+		ev := <-r.released
+		order = append(order, ev.Object.GetName())
+	}
+	if got := strings.Join(order, ","); got != "none,soon,later" {
+		t.Errorf("woken in the order %s, want none,soon,later", got)
+	}
+	r.HostSlotFree("h:443") // everyone already woken: nothing
+	select {
+	case ev := <-r.released:
+		t.Errorf("woke %s twice", ev.Object.GetName())
+	case <-time.After(50 * time.Millisecond):
 	}
 }

@@ -254,6 +254,7 @@ func (h *harness) startManager() {
 	ao := h.config.auth
 	ao.Observe = testMetrics.ObserveRequest
 	ao.OnHostRecovered = r.HostRecovered
+	ao.OnHostSlotFree = r.HostSlotFree
 	h.tokens = auth.NewClient(ao)
 	r.Tokens = h.tokens
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
