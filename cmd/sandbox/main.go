@@ -7,6 +7,18 @@
 // and per-client certificates to --out, and answers GET /calls with the
 // per-client request counts so tooling can check how often the operator
 // asked for a token.
+//
+// It also serves the protected payment API resource GET /api/v1/payments
+// (sandbox.PathProtected): with "Authorization: Bearer <token>" it answers
+// 200 if the token is one the sandbox issued, unexpired and not revoked,
+// and 401 otherwise, so a pod (or a script) can check the token it holds.
+// GET /api-requests answers {"<client id>": {"accepted": n, "rejected": m}}
+// for those requests, "" holding the ones no client can be named for; they
+// are not token requests and do not appear under /calls.
+//
+// --single-active-token lists the flows in which every new token revokes
+// the client's previous tokens of that flow (default C, as flow C's
+// provider does; --single-active-token= turns it off everywhere).
 package main
 
 import (
@@ -65,6 +77,48 @@ func (c *clientFlag) Set(v string) error {
 	return nil
 }
 
+// flowsFlag is --single-active-token: a set of flows, given comma-separated
+// and/or repeatedly. The first use replaces the default.
+type flowsFlag struct {
+	flows map[string]bool
+	set   bool
+}
+
+func (f *flowsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	var out []string
+	for _, fl := range []string{"A", "B", "C"} {
+		if f.flows[fl] {
+			out = append(out, fl)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func (f *flowsFlag) Set(v string) error {
+	if !f.set {
+		f.flows, f.set = map[string]bool{}, true
+	}
+	for _, fl := range strings.Split(v, ",") {
+		fl = strings.ToUpper(strings.TrimSpace(fl))
+		switch fl {
+		case "":
+		case "A", "B", "C":
+			f.flows[fl] = true
+		default:
+			return fmt.Errorf("unknown flow %q, want A, B or C", fl)
+		}
+	}
+	return nil
+}
+
+// options returns the set as Options.SingleActiveToken, naming every flow.
+func (f *flowsFlag) options() map[string]bool {
+	return map[string]bool{"A": f.flows["A"], "B": f.flows["B"], "C": f.flows["C"]}
+}
+
 type stringsFlag []string
 
 func (s *stringsFlag) String() string { return strings.Join(*s, ",") }
@@ -83,6 +137,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 	fs.SetOutput(stderr)
 	var clients clientFlag
 	var hostnames stringsFlag
+	singleActive := flowsFlag{flows: map[string]bool{}}
+	for _, f := range []string{"A", "B", "C"} {
+		singleActive.flows[f] = sandbox.DefaultSingleActive(f)
+	}
 	addr := fs.String("addr", "127.0.0.1:8443", "listen address")
 	fs.Var(&clients, "client", "client credentials `id:secret`, valid for every flow (repeatable)")
 	fs.Var(&hostnames, "hostname", "extra DNS name or IP for the server certificate (repeatable); localhost, 127.0.0.1 and ::1 are always included")
@@ -96,6 +154,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 	legacy := fs.Bool("p12-legacy", false, "encode <id>.p12 with legacy 3DES/SHA-1 instead of AES/SHA-256")
 	rsaKeys := fs.Bool("rsa", false, "issue RSA-2048 client keys instead of ECDSA P-256")
 	requireCert := fs.Bool("require-client-certificate", false, "demand a client certificate in the TLS handshake on every path, not only flow A")
+	fs.Var(&singleActive, "single-active-token", "`flows` (comma-separated A,B,C; repeatable) in which every new token revokes the client's previous tokens of that flow, as flow C's provider does; empty = none. "+
+		"The always-served payment API GET "+sandbox.PathProtected+" (Authorization: Bearer <token>) answers 401 to revoked and expired tokens; GET "+pathAPIRequests+" counts its answers per client")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 		CA:                       ca,
 		Hostnames:                hostnames,
 		RequireClientCertificate: *requireCert,
+		SingleActiveToken:        singleActive.options(),
 		Fallback:                 callsHandler(&current),
 		ErrorLog:                 log.New(stderr, "sandbox: ", log.LstdFlags),
 	})
@@ -154,7 +215,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 	fmt.Fprintf(stdout, "  flow A  GET   %s   (client certificate + Basic username:password)\n", srv.FlowURL("A"))
 	fmt.Fprintf(stdout, "  flow B  POST  %s   (Basic key:secret, grant_type=client_credentials)\n", srv.FlowURL("B"))
 	fmt.Fprintf(stdout, "  flow C  POST  %s   (JSON clientId/clientSecret)\n", srv.FlowURL("C"))
-	fmt.Fprintf(stdout, "  calls   GET   %s/calls\n", srv.URL)
+	fmt.Fprintf(stdout, "  api     GET   %s%s   (Authorization: Bearer <token>)\n", srv.URL, sandbox.PathProtected)
+	fmt.Fprintf(stdout, "  calls   GET   %s/calls   (token requests per client)\n", srv.URL)
+	fmt.Fprintf(stdout, "  counts  GET   %s%s   (accepted and rejected API requests per client)\n", srv.URL, pathAPIRequests)
+	if s := singleActive.String(); s != "" {
+		fmt.Fprintf(stdout, "single-active tokens (a new token revokes the previous ones) in flow %s\n", s)
+	}
 	if len(clients) == 0 {
 		fmt.Fprintln(stdout, "no --client given: every token request will be rejected")
 	}
@@ -173,17 +239,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 	return nil
 }
 
+// pathAPIRequests reports the sandbox.PathProtected counters. /calls keeps
+// its shape (a flat id -> count map, which internal/demo decodes), so they
+// get a path of their own.
+const pathAPIRequests = "/api-requests"
+
+// callsHandler serves GET /calls (token requests per client id) and GET
+// /api-requests (accepted and rejected sandbox.PathProtected requests per
+// client id).
 func callsHandler(current *atomic.Pointer[sandbox.Server]) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
-		srv := current.Load()
-		if srv == nil {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
+	serve := func(report func(*sandbox.Server) any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			srv := current.Load()
+			if srv == nil {
+				http.Error(w, "starting", http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(report(srv))
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(srv.AllCalls())
-	})
+	}
+	mux.HandleFunc("GET /calls", serve(func(s *sandbox.Server) any { return s.AllCalls() }))
+	mux.HandleFunc("GET "+pathAPIRequests, serve(func(s *sandbox.Server) any { return s.AllAPIRequests() }))
 	return mux
 }
 

@@ -64,7 +64,8 @@ func TestRun(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not started")
 	}
-	for _, want := range []string{srv.URL + sandbox.PathFlowA, srv.URL + sandbox.PathFlowB, srv.URL + sandbox.PathFlowC, srv.URL + "/calls"} {
+	for _, want := range []string{srv.URL + sandbox.PathFlowA, srv.URL + sandbox.PathFlowB, srv.URL + sandbox.PathFlowC, srv.URL + "/calls",
+		srv.URL + sandbox.PathProtected, srv.URL + "/api-requests", "single-active tokens (a new token revokes the previous ones) in flow C"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, stdout.String())
 		}
@@ -126,6 +127,38 @@ func TestRun(t *testing.T) {
 	if !strings.HasSuffix(string(body), `"expires_in":42}`) {
 		t.Errorf("--lifetime-b 42s: %s", body)
 	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatal(err)
+	}
+
+	// The payment API takes bob's token, and nothing else; its requests
+	// are no token requests.
+	for auth, want := range map[string]int{"Bearer " + tok.AccessToken: 200, "Bearer nope": 401} {
+		req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+sandbox.PathProtected, nil)
+		req.Header.Set("Authorization", auth)
+		resp, err = c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", sandbox.PathProtected, resp.StatusCode, want)
+		}
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/api-requests", nil)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api map[string]sandbox.APICount
+	err = json.NewDecoder(resp.Body).Decode(&api)
+	resp.Body.Close()
+	if want := (map[string]sandbox.APICount{"bob": {Accepted: 1}, "": {Rejected: 1}}); err != nil || len(api) != 2 || api["bob"] != want["bob"] || api[""] != want[""] {
+		t.Errorf("/api-requests = %v, %v; want %v", api, err, want)
+	}
 
 	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/calls", nil)
 	resp, err = c.Do(req)
@@ -156,11 +189,64 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		"unsafe id with --out":  {"--client", "../x:y", "--out", t.TempDir()},
 		"stray argument":        {"serve"},
 		"bad duration":          {"--lifetime-a", "5"},
+		"single-active flow D":  {"--single-active-token", "D"},
+		"single-active typo":    {"--single-active-token", "A,X"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
 			if err := run(t.Context(), append([]string{"--addr", "127.0.0.1:0"}, args...), &out, &out, nil); err == nil {
 				t.Error("run accepted the flags")
+			}
+		})
+	}
+}
+
+func TestSingleActiveTokenFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // flows in single-active mode
+	}{
+		{"default", nil, "C"},
+		{"C", []string{"--single-active-token=C"}, "C"},
+		{"none", []string{"--single-active-token="}, ""},
+		{"lower case list replaces the default", []string{"--single-active-token", "a,b"}, "AB"},
+		{"repeated", []string{"--single-active-token=A", "--single-active-token=C"}, "AC"},
+		{"spaces and empty items", []string{"--single-active-token", " b , "}, "B"},
+		{"all", []string{"--single-active-token=A,B,C"}, "ABC"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuffer
+			started := make(chan *sandbox.Server, 1)
+			ctx, stop := context.WithCancel(t.Context())
+			errc := make(chan error, 1)
+			go func() {
+				errc <- run(ctx, append([]string{"--addr", "127.0.0.1:0"}, tc.args...), &out, &out,
+					func(s *sandbox.Server) { started <- s })
+			}()
+			select {
+			case srv := <-started:
+				got := ""
+				for _, f := range []string{"A", "B", "C"} {
+					if srv.SingleActive(f) {
+						got += f
+					}
+				}
+				if got != tc.want {
+					t.Errorf("single-active flows %q, want %q", got, tc.want)
+				}
+				line := "single-active tokens (a new token revokes the previous ones) in flow " + strings.Join(strings.Split(tc.want, ""), ",") + "\n"
+				if printed := strings.Contains(out.String(), line); printed != (tc.want != "") {
+					t.Errorf("output (want %q printed: %v):\n%s", line, tc.want != "", out.String())
+				}
+			case err := <-errc:
+				t.Fatalf("run: %v\n%s", err, out.String())
+			case <-time.After(5 * time.Second):
+				t.Fatal("not started")
+			}
+			stop()
+			if err := <-errc; err != nil {
+				t.Errorf("run: %v", err)
 			}
 		})
 	}

@@ -14,6 +14,15 @@
 //     camelCase body and an absolute expiry, where every new token revokes
 //     the client's previous one.
 //
+// That last behaviour is single-active mode: on by default for flow C and
+// switchable per flow (Options.SingleActiveToken, Server.SetSingleActive);
+// Server.RevokedAt and Server.Revocations tell when each token was revoked
+// and whether it was used afterwards. PathProtected stands in for the
+// payment API itself: it accepts only tokens that Server.Valid accepts
+// (signed here, unexpired, not revoked), so a test can check what a pod
+// holding a token would get, and counts accepted and rejected requests per
+// client (Server.APIRequests) apart from the token-request counts.
+//
 // Around those it offers what the operator must survive: a per-IP
 // throttle with or without Retry-After, injectable faults (hangs, slow and
 // huge bodies, malformed JSON, redirects, arbitrary statuses), per-client

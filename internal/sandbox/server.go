@@ -32,8 +32,9 @@ const (
 	// {"access_token":"<JWT>","token_type":"Bearer","expires_in":600}.
 	PathFlowB = "/api/token"
 	// PathFlowC is flow C: POST JSON {"clientId","clientSecret"}; answers 201
-	// {"accessToken":"<JWT>","expiresAt":"<RFC 3339 UTC, milliseconds>"} and
-	// revokes the client's previous flow-C token.
+	// {"accessToken":"<JWT>","expiresAt":"<RFC 3339 UTC, milliseconds>"} and,
+	// in single-active mode (the default for flow C), revokes the client's
+	// previous flow-C tokens.
 	PathFlowC = "/auth"
 )
 
@@ -66,8 +67,15 @@ type Options struct {
 	// Now is the clock for token issue and expiry and for throttle windows;
 	// default time.Now. TLS certificate checks always use the real clock.
 	Now func() time.Time
-	// Fallback serves requests to paths other than the token paths (404 if
-	// nil); cmd/sandbox mounts its /calls endpoint here.
+	// SingleActiveToken turns single-active mode on or off per flow ("A",
+	// "B", "C"): in it, every token issued to a client revokes that client's
+	// earlier tokens of the same flow, as flow C's provider does. Flows not
+	// listed keep their default, DefaultSingleActive; any other key makes
+	// Start fail. Server.SetSingleActive changes it later.
+	SingleActiveToken map[string]bool
+	// Fallback serves requests to paths other than the token paths and
+	// PathProtected (404 if nil); cmd/sandbox mounts its /calls endpoint
+	// here.
 	Fallback http.Handler
 	// ErrorLog receives the HTTP server's own errors (TLS handshake
 	// failures and the like); default discard, because tests provoke them
@@ -105,8 +113,11 @@ type Server struct {
 	retryAt   string
 	windows   map[string]*window // client IP -> current throttle window
 	faults    []queuedFault
-	currentC  map[string]issuedToken // client id -> its live flow-C token
-	revoked   map[string]int64       // jti -> exp; pruned once expired
+
+	singleActive map[string]bool                   // flow -> single-active mode on
+	live         map[liveKey][]issuedToken         // unexpired, unrevoked tokens per client and flow
+	revocations  map[string]map[string]*Revocation // client id -> jti -> record
+	api          map[string]*APICount              // client id -> PathProtected counts
 }
 
 type window struct {
@@ -124,6 +135,17 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.ErrorLog == nil {
 		opts.ErrorLog = log.New(io.Discard, "", 0)
+	}
+	singleActive := map[string]bool{}
+	for _, f := range flows {
+		singleActive[f] = DefaultSingleActive(f)
+	}
+	for flow, on := range opts.SingleActiveToken {
+		f := normFlow(flow)
+		if !slices.Contains(flows, f) {
+			return nil, fmt.Errorf("sandbox: SingleActiveToken: unknown flow %q", flow)
+		}
+		singleActive[f] = on
 	}
 	ca := opts.CA
 	if ca == nil {
@@ -177,10 +199,12 @@ func Start(opts Options) (*Server, error) {
 			"B": orDefault(opts.LifetimeB, DefaultLifetimeB),
 			"C": orDefault(opts.LifetimeC, DefaultLifetimeC),
 		},
-		calls:    map[string]int{},
-		windows:  map[string]*window{},
-		currentC: map[string]issuedToken{},
-		revoked:  map[string]int64{},
+		calls:        map[string]int{},
+		windows:      map[string]*window{},
+		singleActive: singleActive,
+		live:         map[liveKey][]issuedToken{},
+		revocations:  map[string]map[string]*Revocation{},
+		api:          map[string]*APICount{},
 	}
 	s.srv = &http.Server{
 		Handler: s,
@@ -291,15 +315,25 @@ func (s *Server) RemoveClient(id string) {
 	delete(s.clients, id)
 }
 
+// flows are the refreshable flows the sandbox serves.
+var flows = []string{"A", "B", "C"}
+
 func normFlow(flow string) string { return strings.ToUpper(strings.TrimSpace(flow)) }
+
+// mustFlow normalizes flow and panics if it is not "A", "B" or "C": a test
+// that names another flow has a bug.
+func mustFlow(method, flow string) string {
+	f := normFlow(flow)
+	if !slices.Contains(flows, f) {
+		panic(fmt.Sprintf("sandbox: %s: unknown flow %q", method, flow))
+	}
+	return f
+}
 
 // SetLifetime changes the lifetime of tokens issued from now on for flow
 // "A", "B" or "C". It panics on any other flow: that is a bug in the test.
 func (s *Server) SetLifetime(flow string, d time.Duration) {
-	f := normFlow(flow)
-	if f != "A" && f != "B" && f != "C" {
-		panic(fmt.Sprintf("sandbox: SetLifetime: unknown flow %q", flow))
-	}
+	f := mustFlow("SetLifetime", flow)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lifetimes[f] = d
@@ -354,19 +388,29 @@ func (s *Server) SetThrottle(perMinute int, retryAfter string) {
 }
 
 // Valid reports whether token was issued by this server, has not expired
-// and, for flow C, has not been replaced by a newer token for its client.
+// and has not been revoked (see SetSingleActive). PathProtected accepts
+// exactly the tokens Valid accepts.
 func (s *Server) Valid(token string) bool {
+	_, problem := s.check(token)
+	return problem == ""
+}
+
+// check is Valid with the claims (nil if the signature does not verify) and,
+// for a token Valid rejects, why: "malformed", "expired" or "revoked".
+func (s *Server) check(token string) (*Claims, string) {
 	c, err := verifyJWT(&s.signKey.PublicKey, s.kid, token)
 	if err != nil {
-		return false
+		return nil, "malformed"
 	}
 	if s.now().Unix() >= c.Expiry {
-		return false
+		return c, "expired"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, revoked := s.revoked[c.ID]
-	return !revoked
+	if s.revocations[c.Subject][c.ID] != nil {
+		return c, "revoked"
+	}
+	return c, ""
 }
 
 // Claims returns the claims of a token this server signed, expired or not.
@@ -387,6 +431,7 @@ type tokenRequest struct {
 // ServeHTTP implements http.Handler. A token request goes through, in
 // order: call counting, the fault queue, the per-IP throttle, the method,
 // flow A's client certificate, request syntax (400) and credentials (401).
+// PathProtected is served apart from all of that (see serveProtected).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -408,6 +453,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		flow = "B"
 	case PathFlowC:
 		flow = "C"
+	case PathProtected:
+		// Not a token request: no call counting, faults or throttle.
+		s.serveProtected(w, r)
+		return
 	default:
 		if s.fallback != nil {
 			s.fallback.ServeHTTP(w, r)
@@ -578,8 +627,8 @@ func (s *Server) authenticate(req tokenRequest) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(secret), []byte(req.secret)) == 1
 }
 
-// issue mints a token for id and, for flow C, revokes the client's previous
-// flow-C token.
+// issue mints a token for id and records it; in single-active mode it
+// revokes the client's earlier tokens of the flow.
 func (s *Server) issue(flow, id string) (token string, issued time.Time, lifetime time.Duration, err error) {
 	s.mu.Lock()
 	lifetime = s.lifetimes[flow]
@@ -596,26 +645,8 @@ func (s *Server) issue(flow, id string) (token string, issued time.Time, lifetim
 	if err != nil {
 		return "", time.Time{}, 0, err
 	}
-	if flow == "C" {
-		s.mu.Lock()
-		now := issued.Unix()
-		for jti, exp := range s.revoked {
-			if exp <= now {
-				delete(s.revoked, jti)
-			}
-		}
-		if prev, ok := s.currentC[id]; ok {
-			s.revoked[prev.jti] = prev.exp
-		}
-		s.currentC[id] = issuedToken{jti: claims.ID, exp: claims.Expiry}
-		s.mu.Unlock()
-	}
+	s.record(flow, id, issued, issuedToken{jti: claims.ID, iat: claims.IssuedAt, exp: claims.Expiry})
 	return token, issued, lifetime, nil
-}
-
-type issuedToken struct {
-	jti string
-	exp int64
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
