@@ -46,15 +46,17 @@ func classifyTransportError(ctx context.Context, host string, err error, hs *han
 		record           tls.RecordHeaderError
 		dns              *net.DNSError
 	)
+	// A server certificate this request does not trust says nothing about
+	// the host's health: another credential's caBundle may trust it.
 	switch {
 	case errors.As(err, &unknownAuthority):
-		return tlsFailure(host, "the server certificate is signed by an untrusted or unknown certificate authority")
+		return verifyFailure(host, "the server certificate is signed by an untrusted or unknown certificate authority")
 	case errors.As(err, &hostname):
-		return tlsFailure(host, "the server certificate is not valid for this host")
+		return verifyFailure(host, "the server certificate is not valid for this host")
 	case errors.As(err, &invalid):
-		return tlsFailure(host, "the server certificate is expired, not yet valid or otherwise invalid")
+		return verifyFailure(host, "the server certificate is expired, not yet valid or otherwise invalid")
 	case errors.As(err, &verification):
-		return tlsFailure(host, "the server certificate could not be verified")
+		return verifyFailure(host, "the server certificate could not be verified")
 	case errors.As(err, &record):
 		return tlsFailure(host, "the server did not answer with TLS")
 	}
@@ -99,6 +101,10 @@ func classifyTransportError(ctx context.Context, host string, err error, hs *han
 
 func tlsFailure(host, why string) error {
 	return &TransientError{Host: host, Problem: "TLS handshake failed: " + why}
+}
+
+func verifyFailure(host, why string) error {
+	return &TransientError{Host: host, Problem: "TLS handshake failed: " + why, perRequest: true}
 }
 
 func isTimeout(err error) bool {

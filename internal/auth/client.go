@@ -173,7 +173,7 @@ func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
 	}
 	tok, err := c.send(ctx, r, p)
 	var te *TransientError
-	transient := errors.As(err, &te) && !errors.Is(err, context.Canceled)
+	transient := errors.As(err, &te) && !te.perRequest && !errors.Is(err, context.Canceled)
 	c.limiter.release(sl, c.clock.Now(), transient)
 	return tok, err
 }

@@ -91,6 +91,10 @@ type TransientError struct {
 	Problem string
 	// Timeout is true when the per-call timeout expired.
 	Timeout bool
+	// perRequest is true when the failure belongs to this request, not to
+	// the host (a server certificate the request's CA bundle does not
+	// trust): it does not mark the host failing.
+	perRequest bool
 	// cause is only ever a context sentinel (context.Canceled or
 	// context.DeadlineExceeded), whose text is fixed and safe.
 	cause error

@@ -2,12 +2,14 @@ package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/failure"
 	"github.com/tokenwarden/tokenwarden/internal/sandbox"
 )
 
@@ -284,5 +286,37 @@ func TestHostLimiterProbesAFailingHost(t *testing.T) {
 	}
 	if !l.holdUntil("down:443", t0.Add(2*probeInterval+16*time.Second)).IsZero() {
 		t.Fatal("still held after the host answered")
+	}
+}
+
+// A host is marked failing by its own faults (a 503), not by a request that
+// distrusts its certificate: another credential's CA bundle may trust it.
+func TestFailingHostIsTheHostsFault(t *testing.T) {
+	fx := loadFixtures(t)
+	clk := newFakeClock()
+	s, err := sandbox.Start(sandbox.Options{CA: fx.ca, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddClient(secretKeyID, secretClient)
+	c := NewClient(Options{Clock: clk, Rand: fixedRand(0), AllowPrivateNetworks: true})
+	e := &fetchEnv{fx: fx}
+	host, _ := HostOf(s.URL)
+
+	untrusting := e.flowB(s)
+	untrusting.RootCAs = x509.NewCertPool() // trusts nothing
+	if _, err := c.Fetch(context.Background(), untrusting); failure.ReasonOf(err) != failure.ProviderUnavailable {
+		t.Fatalf("untrusted server certificate: %v", err)
+	}
+	if got := c.HoldUntil(host); !got.IsZero() {
+		t.Fatalf("a request that distrusts the certificate marked the host failing until %v", got)
+	}
+	s.Inject(sandbox.Fault{Kind: sandbox.FaultStatus, Status: 503})
+	if _, err := c.Fetch(context.Background(), e.flowB(s)); failure.ReasonOf(err) != failure.ProviderUnavailable {
+		t.Fatalf("503: %v", err)
+	}
+	if got := c.HoldUntil(host); !got.Equal(clk.Now().Add(probeInterval)) {
+		t.Fatalf("after a 503 the host is held until %v, want the next probe at %v", got, clk.Now().Add(probeInterval))
 	}
 }
