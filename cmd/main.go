@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -41,6 +42,9 @@ type options struct {
 	probeAddr             string
 	leaderElect           bool
 	leaderElectionNS      string
+	leaseDuration         time.Duration
+	renewDeadline         time.Duration
+	retryPeriod           time.Duration
 	watchNamespaces       string
 	allowPrivateNetworks  bool
 	allowedHosts          string
@@ -62,6 +66,12 @@ func main() {
 		"Elect a leader so that only one replica reconciles at a time.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
 		"Namespace of the leader election Lease; defaults to the Pod's namespace in a cluster.")
+	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second,
+		"How long a standby waits, after it last saw the leader renew the Lease, before it takes over.")
+	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second,
+		"How long the leader keeps trying to renew the Lease before it gives up leading.")
+	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second,
+		"How often replicas try to acquire or renew the Lease (with up to 120 % jitter).")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (a namespaced install); empty watches all namespaces.")
 	flag.BoolVar(&o.allowPrivateNetworks, "allow-private-networks", false,
@@ -111,6 +121,9 @@ func run(o options) error {
 		LeaderElectionID:              "tokenwarden.auth.tokenwarden.io",
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
 		Cache:                         controller.CacheOptions(splitList(o.watchNamespaces)),
 		PprofBindAddress:              o.pprofAddr,
 	})

@@ -269,6 +269,8 @@ var incidental = []struct {
 	{security("| Response headers |"), "64 KiB", "the HTTP client's header limit (unexported in internal/auth)"},
 	{designNotes("The metadata cache grows with the number of Secrets"), "256 KiB", "a measurement"},
 	{designNotes("The metadata cache grows with the number of Secrets"), "1 MiB", "a measurement"},
+	{reference("| `--leader-election-lease-duration` |"), "15s", "the Lease duration, not the request timeout"},
+	{reference("| `--leader-election-lease-duration` |"), "120", "client-go's 120 % jitter of the retry period"},
 
 	// Constants the lead is adding; to move to quoted when they land.
 	{reference("| API server errors |"), "30 s", "the API-error retry cap (to move to quoted)"},
