@@ -34,10 +34,10 @@ const (
 	// probe in flight, asks again at the latest; a freed slot wakes the
 	// most urgent waiter sooner (Options.OnHostSlotFree).
 	slotRetry = 5 * time.Second
-	// probeInterval is the least time between two probes of a failing
-	// host (moved later by up to probeJitter of it).
+	// probeInterval is the time between two probes of a failing host: the
+	// refresh floor, so that a host costs at most one call per 10 s in an
+	// outage and an expired token is retried within 10 s of its recovery.
 	probeInterval = refresh.Floor
-	probeJitter   = 0.2
 )
 
 // hostLimiter is shared by every caller of one Client. It never blocks: it
@@ -161,7 +161,7 @@ func (l *hostLimiter) release(s slot, now time.Time, transient bool) {
 	wasFailing := st.failing
 	if transient {
 		if !st.failing || s.probe {
-			st.probeAt = now.Add(probeInterval + time.Duration(probeJitter*l.rnd()*float64(probeInterval)))
+			st.probeAt = now.Add(probeInterval)
 		}
 		st.failing = true
 	} else {

@@ -359,14 +359,16 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 	}
 	d := refresh.Decide(in)
 	if d.Action == refresh.Wait {
-		at := ceilSecond(d.At)
-		p.wakeAt(at)
 		if own := r.withoutHost(in); own.Action == refresh.Refresh || own.At.Before(d.At) {
 			// Held back by the host only: waiting is not news. Status keeps
-			// the planned time, and nothing is read until the host lets go.
+			// the planned time, nothing is read until the host lets go, and
+			// the wake-up is the host's own time, not rounded for status.
+			p.wakeAt(d.At)
 			r.hold(p.cred, host, p.token.ExpiresAt)
 			return nil
 		}
+		at := ceilSecond(d.At)
+		p.wakeAt(at)
 		r.unhold(p.cred, host)
 		// A zero time (a spec failure) waits for a change.
 		p.status.NextRefreshTime = metaTime(at)

@@ -276,7 +276,7 @@ func TestNextAttempt(t *testing.T) {
 		{name: "broken, attempt 6", f: Failure{Class: Broken, Attempt: 6}, token: Token{}, rnd: 0, want: now.Add(BackoffMax)},
 		{name: "broken, attempt 7: slow", f: Failure{Class: Broken, Attempt: 7}, token: Token{}, rnd: 0.5, want: now.Add(SlowRetry)},
 		// Once the inputs produced a token, a broken answer is a passing fault.
-		{name: "broken, recovering, expired", f: Failure{Class: Broken, Attempt: 30, Recovering: true}, token: expired, rnd: 0.5, want: now.Add(15 * time.Second)},
+		{name: "broken, recovering, expired", f: Failure{Class: Broken, Attempt: 30, Recovering: true}, token: expired, rnd: 0.5, want: now.Add(Floor)},
 		{name: "credentials", f: Failure{Class: Credentials, Attempt: 1}, token: farToken, rnd: 0.5, want: now.Add(10 * time.Minute)},
 		{name: "credentials, expired token", f: Failure{Class: Credentials, Attempt: 7}, token: expired, rnd: 0, want: now.Add(10 * time.Minute)},
 		{name: "conflict", f: Failure{Class: Conflict, Attempt: 2}, token: Token{}, rnd: 0.9, want: now.Add(10 * time.Minute)},
@@ -292,9 +292,9 @@ func TestNextAttempt(t *testing.T) {
 		// Expiring in 40s: ceiling max(20s, 10s) = 20s.
 		{name: "transient, expiring in 40s", f: Failure{Class: Transient, Attempt: 30}, token: soonToken, rnd: 0.5, want: now.Add(Floor)},
 		{name: "transient, expiring in 40s, high rnd", f: Failure{Class: Transient, Attempt: 30}, token: soonToken, rnd: 0.75, want: now.Add(15 * time.Second)},
-		// Expired: ceiling 30s.
-		{name: "transient, expired", f: Failure{Class: Transient, Attempt: 30}, token: expired, rnd: 0.5, want: now.Add(15 * time.Second)},
-		{name: "transient, no token", f: Failure{Class: Transient, Attempt: 30}, token: Token{}, rnd: 0.9, want: now.Add(27 * time.Second)},
+		// Expired: ceiling 10 s, the floor: retried every 10 s.
+		{name: "transient, expired", f: Failure{Class: Transient, Attempt: 30}, token: expired, rnd: 0.5, want: now.Add(Floor)},
+		{name: "transient, no token", f: Failure{Class: Transient, Attempt: 30}, token: Token{}, rnd: 0.9, want: now.Add(Floor)},
 		{name: "transient, attempt 0 as 1", f: Failure{Class: Transient, Attempt: 0}, token: farToken, rnd: 0.999, want: now.Add(Floor)},
 	}
 	for _, tc := range tests {

@@ -25,8 +25,9 @@ const (
 	// BackoffMax caps that backoff.
 	BackoffMax = 2 * time.Minute
 	// ExpiredBackoffMax caps the backoff once the token has expired, so pods
-	// get a token within about 30 s of the provider's recovery.
-	ExpiredBackoffMax = 30 * time.Second
+	// get a token within 10 s of the provider's recovery (the host's probe,
+	// one request per 10 s, keeps an outage cheap for the provider).
+	ExpiredBackoffMax = 10 * time.Second
 )
 
 // Class is a failure class in the terms of the retry policy: how an attempt
