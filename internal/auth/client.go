@@ -99,7 +99,7 @@ type Options struct {
 	// that is not failing ends, so that the most urgent caller waiting for
 	// a slot can go. It must not block.
 	OnHostSlotFree func(host string)
-	Resolver        Resolver // default: net.DefaultResolver
+	Resolver       Resolver // default: net.DefaultResolver
 	// Observe, when set, is called once per request that passed the limiter
 	// and went to the network, with the limiter key, the status code (0 when
 	// no response arrived: refused address, TLS or connection failure,
