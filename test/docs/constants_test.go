@@ -85,6 +85,8 @@ func quoted() []quote {
 			troubleshooting("**Do:** fix the network path."),
 			troubleshooting("treated as a broken configuration and not hammered"),
 			troubleshooting("Someone edited or removed `token`"),
+			reference("| Failing host |"),
+			troubleshooting("`tokenwarden_host_waiting_credentials` for"),
 			designNotes("**Minimum interval between two provider calls of one credential.**"),
 			designNotes("a broken configuration is not hammered"),
 		}},
@@ -239,17 +241,23 @@ func quoted() []quote {
 			providers("`ClientCertificateExpiringSoon` event is emitted when it is less than"),
 		}},
 
-		// To add when the lead's constants settle (each replaces incidental
-		// entries below marked "to move to quoted"):
-		//   {"controller.APIErrorRetryMax", short(controller.APIErrorRetryMax), []at{
-		//       reference("| API server errors |"), troubleshooting("A pass that cannot read or write"),
-		//       designNotes("A pass that fails on an API server error")}},
-		//   {"refresh.DoublingJitter", percentRange(refresh.DoublingJitter), []at{
-		//       reference("| `InvalidResponse` | `Degraded=True` |"), reference("| Broken configuration |"),
-		//       troubleshooting("treated as a broken configuration"), designNotes("a broken configuration is not hammered")}},
-		//   and the schedule itself ("10 s, 10 s, 16 s, 32 s, 64 s and 2 min"), rendered
-		//   from refresh.Doubling(n, refresh.BackoffBase, refresh.Floor, refresh.BackoffMax, 0)
-		//   for n = 1.. until it reports false, in the same four places.
+		// The retry cap of passes that failed on an API server error.
+		{"controller.APIErrorRetryMax", short(controller.APIErrorRetryMax), []at{
+			reference("| API server errors |"),
+			troubleshooting("A pass that cannot read or write what it needs on the API server"),
+			designNotes("A pass that fails on an API server error"),
+		}},
+		// The broken-configuration schedule: its jitter, and the waits
+		// themselves, rendered from refresh.Doubling.
+		{"refresh.DoublingJitter", percentRange(refresh.DoublingJitter), []at{
+			reference("| `InvalidResponse` | `Degraded=True` |"),
+			reference("| Broken configuration |"),
+			troubleshooting("treated as a broken configuration and not hammered"),
+			designNotes("a broken configuration is not hammered"),
+		}},
+		{"refresh.Doubling schedule", doublingSchedule(), []at{
+			troubleshooting("treated as a broken configuration and not hammered"),
+		}},
 	}
 }
 
@@ -271,15 +279,6 @@ var incidental = []struct {
 	{designNotes("The metadata cache grows with the number of Secrets"), "1 MiB", "a measurement"},
 	{reference("| `--leader-election-lease-duration` |"), "15s", "the Lease duration, not the request timeout"},
 	{reference("| `--leader-election-lease-duration` |"), "120", "client-go's 120 % jitter of the retry period"},
-
-	// Constants the lead is adding; to move to quoted when they land.
-	{reference("| API server errors |"), "30 s", "the API-error retry cap (to move to quoted)"},
-	{troubleshooting("A pass that cannot read or write what it needs on the API server"), "30 s", "the API-error retry cap (to move to quoted)"},
-	{designNotes("A pass that fails on an API server error"), "30 s", "the API-error retry cap (to move to quoted)"},
-	{reference("| `InvalidResponse` | `Degraded=True` |"), "0-10 %", "the broken-configuration jitter (to move to quoted)"},
-	{reference("| Broken configuration |"), "0-10 %", "the broken-configuration jitter (to move to quoted)"},
-	{troubleshooting("treated as a broken configuration and not hammered"), "0-10 %", "the broken-configuration jitter (to move to quoted)"},
-	{designNotes("a broken configuration is not hammered"), "0-10 %", "the broken-configuration jitter (to move to quoted)"},
 }
 
 // unchecked are documents whose numbers are not promises.
@@ -729,4 +728,22 @@ func flagDefault(t *testing.T, path, name string) string {
 		t.Fatalf("%s: no flag --%s", path, name)
 	}
 	return out
+}
+
+// doublingSchedule renders the waits of refresh.Doubling as the docs list
+// them: "10 s, 10 s, 16 s, 32 s, 64 s and 2 min".
+func doublingSchedule() string {
+	var waits []string
+	for n := 1; ; n++ {
+		w, ok := refresh.Doubling(n, refresh.BackoffBase, refresh.Floor, refresh.BackoffMax, 0)
+		if !ok {
+			break
+		}
+		if w%time.Minute == 0 {
+			waits = append(waits, short(w))
+		} else {
+			waits = append(waits, fmt.Sprintf("%d s", int(w.Seconds())))
+		}
+	}
+	return strings.Join(waits[:len(waits)-1], ", ") + " and " + waits[len(waits)-1]
 }
