@@ -689,45 +689,22 @@ func fieldMarker(t *testing.T, path, typ, field, marker string) string {
 // name, as written (a literal or a qualified constant).
 func flagDefault(t *testing.T, path, name string) string {
 	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out string
-	ast.Inspect(f, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok {
-			return true
+	for _, d := range flagDefs(t, path) {
+		if d.name != name {
+			continue
 		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
-		if !ok || !isFlagPackage(sel.X) {
-			return true
-		}
-		idx, ok := flagDefiners[sel.Sel.Name]
-		if !ok || idx+1 >= len(call.Args) {
-			return true
-		}
-		if lit, ok := call.Args[idx].(*ast.BasicLit); !ok || lit.Value != strconv.Quote(name) {
-			return true
-		}
-		switch a := call.Args[idx+1].(type) {
+		switch a := d.def.(type) {
 		case *ast.BasicLit:
-			out = a.Value
+			return a.Value
 		case *ast.SelectorExpr:
 			if x, ok := a.X.(*ast.Ident); ok {
-				out = x.Name + "." + a.Sel.Name
+				return x.Name + "." + a.Sel.Name
 			}
 		}
-		if out == "" {
-			t.Errorf("%s: cannot read the default of --%s", fset.Position(call.Pos()), name)
-		}
-		return false
-	})
-	if out == "" {
-		t.Fatalf("%s: no flag --%s", path, name)
+		t.Fatalf("%s: cannot read the default of --%s", d.pos, name)
 	}
-	return out
+	t.Fatalf("%s: no flag --%s", path, name)
+	return ""
 }
 
 // doublingSchedule renders the waits of refresh.Doubling as the docs list

@@ -442,9 +442,17 @@ var flagDefiners = map[string]int{
 	"Uint64Var": 1, "Float64Var": 1, "DurationVar": 1, "TextVar": 1, "Var": 1,
 }
 
-// managerFlags returns the names of the flags cmd/main.go defines through
-// the flag package (flag.XxxVar, flag.Xxx, flag.CommandLine.XxxVar).
-func managerFlags(t *testing.T, path string) []string {
+// flagDef is one flag definition of cmd/main.go: its name and the
+// expression of its default (nil when the call has none).
+type flagDef struct {
+	name string
+	def  ast.Expr
+	pos  token.Position
+}
+
+// flagDefs returns the flags cmd/main.go defines through the flag package
+// (flag.XxxVar, flag.Xxx, flag.CommandLine.XxxVar).
+func flagDefs(t *testing.T, path string) []flagDef {
 	t.Helper()
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, path, nil, 0)
@@ -452,7 +460,7 @@ func managerFlags(t *testing.T, path string) []string {
 		t.Fatalf("parsing %s: %v", path, err)
 	}
 	consts := stringConstsOf(f)
-	var out []string
+	var out []flagDef
 	ast.Inspect(f, func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok {
@@ -466,21 +474,35 @@ func managerFlags(t *testing.T, path string) []string {
 		if !ok || idx >= len(call.Args) {
 			return true
 		}
+		d := flagDef{pos: fset.Position(call.Pos())}
+		if idx+1 < len(call.Args) {
+			d.def = call.Args[idx+1]
+		}
 		switch a := call.Args[idx].(type) {
 		case *ast.BasicLit:
 			if v, err := strconv.Unquote(a.Value); err == nil {
-				out = append(out, v)
-				return true
+				d.name = v
 			}
 		case *ast.Ident:
-			if v, ok := consts[a.Name]; ok {
-				out = append(out, v)
-				return true
-			}
+			d.name = consts[a.Name]
 		}
-		t.Errorf("%s: cannot read the name of a flag.%s call; extend managerFlags", fset.Position(call.Pos()), sel.Sel.Name)
+		if d.name == "" {
+			t.Errorf("%s: cannot read the name of a flag.%s call; extend flagDefs", d.pos, sel.Sel.Name)
+			return true
+		}
+		out = append(out, d)
 		return true
 	})
+	return out
+}
+
+// managerFlags returns the names of the flags cmd/main.go defines.
+func managerFlags(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range flagDefs(t, path) {
+		out = append(out, d.name)
+	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
