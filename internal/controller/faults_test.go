@@ -560,14 +560,21 @@ func TestFaultBudgetHeldCredentialWritesNoStatus(t *testing.T) {
 	})
 	rv := waiting.ResourceVersion
 	firstStatus := time.Now()
+	readsBefore := h.apiReads.Load()
 	const watch = 5 * time.Second
 	// Count status writes while it is held: first over the 5 s asked for,
 	// then over the rest of the wait, until its call goes out. The object
 	// is read before the call count, so a write that follows the call is
 	// never counted as a write while held.
 	writesFirst, writesHeld := 0, 0
+	var readsHeld int64
 	var deg *metav1.Condition
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(tick) {
+		// Until 5 s before the budget frees (a minute after the first
+		// call), nothing may be read for the waiting credential.
+		if time.Since(firstAt) < 55*time.Second {
+			readsHeld = h.apiReads.Load() - readsBefore
+		}
 		c := h.get("budget-b")
 		if h.sb.Calls("budget-b") > 0 {
 			break
@@ -587,6 +594,9 @@ func TestFaultBudgetHeldCredentialWritesNoStatus(t *testing.T) {
 		}
 	}
 	heldFor := time.Since(firstStatus)
+	if readsHeld > 0 {
+		t.Errorf("budget-b: %d uncached API reads (source Secrets) while waiting for the host budget, want 0", readsHeld)
+	}
 	if writesFirst != 0 {
 		t.Errorf("budget-b: %d status writes in the first %s of waiting after its first status was recorded, want 0", writesFirst, watch)
 	}
@@ -600,10 +610,14 @@ func TestFaultBudgetHeldCredentialWritesNoStatus(t *testing.T) {
 	if nt := waiting.Status.NextRefreshTime; nt != nil {
 		next = fmt.Sprintf("%s after the first token", nt.Sub(firstAt).Round(time.Second))
 	}
-	t.Logf("waiting credential: %d status writes in the first %s, %d in the whole %s it was held (status.nextRefreshTime while held: %s); its call went out %s after the first token",
-		writesFirst, watch, writesHeld, heldFor.Round(time.Second), next, time.Since(firstAt).Round(time.Second))
+	t.Logf("waiting credential: %d status writes in the first %s, %d in the whole %s it was held, %d source Secret reads (status.nextRefreshTime while held: %s); its call went out %s after the first token",
+		writesFirst, watch, writesHeld, heldFor.Round(time.Second), readsHeld, next, time.Since(firstAt).Round(time.Second))
 
 	h.waitCondition("budget-b", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
+	// The counter works: the pass that made the call read the sources.
+	if n := h.apiReads.Load() - readsBefore; n == 0 {
+		t.Errorf("budget-b: no uncached reads counted at all, even for the pass that called the provider")
+	}
 	if n := h.sb.Calls("budget-b"); n != 1 {
 		t.Errorf("budget-b: %d provider calls, want 1", n)
 	}

@@ -163,6 +163,20 @@ type harness struct {
 	// failErr, to prove a failed write never causes a second provider call.
 	failUpdates atomic.Int32
 	failErr     error
+	// apiReads counts the reconciler's uncached reads (source Secrets and
+	// ConfigMaps, through APIReader).
+	apiReads atomic.Int64
+}
+
+// countingReader counts the reads it passes on.
+type countingReader struct {
+	client.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.n.Add(1)
+	return c.Reader.Get(ctx, key, obj, opts...)
 }
 
 // harnessConfig is what a test may change about its harness.
@@ -242,7 +256,7 @@ func (h *harness) startManager() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &APICredentialReconciler{
 		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
+		APIReader:  countingReader{Reader: mgr.GetAPIReader(), n: &h.apiReads},
 		Scheme:     mgr.GetScheme(),
 		Clock:      clock.RealClock{},
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),

@@ -344,24 +344,7 @@ func (o *operator) failoverSandbox(bin string) (names []string, bad string) {
 		clients[n] = samples.Clients["psp"]
 	}
 	clients[failoverBad] = "not-" + samples.Clients["psp"]
-	o.sb, err = demo.StartSandbox(demo.SandboxOptions{
-		Binary:     bin,
-		Dir:        filepath.Join(o.dir, "sandbox"),
-		Clients:    clients,
-		Passphrase: samples.Passphrase,
-		Lifetime:   failoverLifetime,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := o.sb.Stop(5 * time.Second); err != nil {
-			t.Errorf("sandbox: %v", err)
-		}
-	})
-	if err := samples.PointAt(o.sb); err != nil {
-		t.Fatal(err)
-	}
+	o.startSamplesSandbox(bin, clients, failoverLifetime)
 	o.k.run("create", "namespace", samplesNamespace)
 	t.Logf("sandbox %s (pid %d, %s tokens)", o.sb.URL, o.sb.Pid(), failoverLifetime)
 	return names, failoverBad

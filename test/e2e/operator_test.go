@@ -210,19 +210,18 @@ func (o *operator) install() {
 	}
 }
 
-func (o *operator) startSandboxes(bin string) {
+// startSamplesSandbox starts the sandbox provider with clients, issuing
+// tokens of lifetime, stops it at the end of the test, and points the
+// samples at it.
+func (o *operator) startSamplesSandbox(bin string, clients map[string]string, lifetime time.Duration) {
 	t := o.t
-	samples, err := demo.LoadSamples(filepath.Join(root, "config", "samples"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.samples = samples
+	var err error
 	o.sb, err = demo.StartSandbox(demo.SandboxOptions{
 		Binary:     bin,
 		Dir:        filepath.Join(o.dir, "sandbox"),
-		Clients:    samples.Clients,
-		Passphrase: samples.Passphrase,
-		Lifetime:   tokenLifetime,
+		Clients:    clients,
+		Passphrase: o.samples.Passphrase,
+		Lifetime:   lifetime,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -232,9 +231,19 @@ func (o *operator) startSandboxes(bin string) {
 			t.Errorf("sandbox: %v", err)
 		}
 	})
-	if err := samples.PointAt(o.sb); err != nil {
+	if err := o.samples.PointAt(o.sb); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (o *operator) startSandboxes(bin string) {
+	t := o.t
+	samples, err := demo.LoadSamples(filepath.Join(root, "config", "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.samples = samples
+	o.startSamplesSandbox(bin, samples.Clients, tokenLifetime)
 	o.leaks = append(o.leaks, samples.SecretValues()...)
 
 	o.throttled = o.extraSandbox(bin, throttledName, tokenLifetime, "--throttle-per-minute=1", "--retry-after=5")
