@@ -16,6 +16,9 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # make fuzz FUZZTIME=200000x (or a duration such as 5m, which may hit that bug).
 FUZZTIME ?= 30000x
 TEST_TIMEOUT ?= 30m
+# Envtest cases mostly wait on real time (the §7 fault scenarios last minutes):
+# more of them at once than the default GOMAXPROCS (2 here).
+TEST_PARALLEL ?= 6
 E2E_TIMEOUT ?= 20m
 IMG ?= tokenwarden:dev
 
@@ -58,7 +61,7 @@ control-plane: ## Build (or find) kube-apiserver and etcd for envtest; prints th
 test: manifests generate vet ## Unit and envtest suites against a real kube-apiserver and etcd, then a short fuzz of each parser.
 	@assets="$$(hack/control-plane.sh $(LOCALBIN))"; \
 	echo "Using control plane binaries in $$assets"; \
-	KUBEBUILDER_ASSETS="$$assets" go test -race -timeout $(TEST_TIMEOUT) ./... ; \
+	KUBEBUILDER_ASSETS="$$assets" go test -race -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./... ; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: test-e2e
