@@ -221,16 +221,6 @@ func (l *hostLimiter) succeeded(host string) {
 	}
 }
 
-func (l *hostLimiter) cooldownUntil(host string, now time.Time) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st, ok := l.hosts[host]
-	if !ok || !now.Before(st.cooldownUntil) {
-		return time.Time{}
-	}
-	return st.cooldownUntil
-}
-
 // rnd is called with l.mu held, so a caller-supplied generator that is not
 // safe for concurrent use is still called from one goroutine at a time.
 func (l *hostLimiter) rnd() float64 {

@@ -71,8 +71,8 @@ func TestHostLimiterCooldown(t *testing.T) {
 		if got := l.throttled("h:443", now, 0, false); got != want {
 			t.Fatalf("429 #%d: cool-down %v, want %v", i+1, got, want)
 		}
-		if got := l.cooldownUntil("h:443", now); !got.Equal(now.Add(want)) {
-			t.Fatalf("cooldownUntil = %v, want %v", got, now.Add(want))
+		if got := l.holdUntil("h:443", now); !got.Equal(now.Add(want)) {
+			t.Fatalf("holdUntil = %v, want %v", got, now.Add(want))
 		}
 	}
 	l.succeeded("h:443")
@@ -95,8 +95,8 @@ func TestHostLimiterCooldown(t *testing.T) {
 	if ok, _ := l.take("h:443", t2.Add(66*time.Second)); !ok {
 		t.Fatal("the cool-down must end on time")
 	}
-	if !l.cooldownUntil("h:443", t2.Add(66*time.Second)).IsZero() {
-		t.Fatal("cooldownUntil must be zero once it has passed")
+	if !l.holdUntil("h:443", t2.Add(66*time.Second)).IsZero() {
+		t.Fatal("holdUntil must be zero once the cool-down has passed")
 	}
 }
 
