@@ -234,10 +234,7 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 	if err != nil {
 		return err
 	}
-	labels := map[string]string{}
-	maps.Copy(labels, cred.Spec.Target.Labels)
-	labels[authv1alpha1.LabelManagedBy] = authv1alpha1.ManagedByValue
-	labels[authv1alpha1.LabelCredential] = cred.Name
+	labels := targetLabels(cred)
 	annotations := map[string]string{}
 	maps.Copy(annotations, cred.Spec.Target.Annotations)
 	annotations[authv1alpha1.AnnotationIssuedAt] = m.issuedAt.UTC().Format(time.RFC3339)
@@ -302,6 +299,16 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 	return err
 }
 
+// targetLabels are the labels of a target Secret: the spec's, then
+// tokenwarden's own (which put it in the cache of owned Secrets) on top.
+func targetLabels(cred *authv1alpha1.APICredential) map[string]string {
+	labels := map[string]string{}
+	maps.Copy(labels, cred.Spec.Target.Labels)
+	labels[authv1alpha1.LabelManagedBy] = authv1alpha1.ManagedByValue
+	labels[authv1alpha1.LabelCredential] = cred.Name
+	return labels
+}
+
 // mergeData is the target Secret's new data: the keys tokenwarden writes
 // now, the user's own keys kept, and keys tokenwarden wrote before (listed
 // in previous) but writes no more removed. A Secret without the list was
@@ -326,10 +333,7 @@ func (r *APICredentialReconciler) claim(ctx context.Context, cred *authv1alpha1.
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: string(cred.Spec.Target.SecretName), Namespace: cred.Namespace,
-			Labels: map[string]string{
-				authv1alpha1.LabelManagedBy:  authv1alpha1.ManagedByValue,
-				authv1alpha1.LabelCredential: cred.Name,
-			},
+			Labels: targetLabels(cred),
 		},
 		Type: corev1.SecretTypeOpaque,
 	}
