@@ -157,3 +157,7 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	@mv $(LOCALBIN)/golangci-lint $@
+
+# Targets of the larger pieces (the real node, the image, the chart, the
+# monitoring bundle, the kubectl plugin) live in their own files.
+include $(sort $(wildcard hack/make/*.mk))
