@@ -46,6 +46,7 @@ type options struct {
 	renewDeadline         time.Duration
 	retryPeriod           time.Duration
 	watchNamespaces       string
+	clusterResourceNS     string
 	allowPrivateNetworks  bool
 	allowedHosts          string
 	hostRequestsPerMinute int
@@ -74,6 +75,8 @@ func main() {
 		"How often replicas try to acquire or renew the Lease (with up to 120 % jitter).")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (a namespaced install); empty watches all namespaces.")
+	flag.StringVar(&o.clusterResourceNS, "cluster-resource-namespace", "",
+		"Namespace where the Secret and ConfigMap references of ClusterTokenProviders resolve and their token Secrets live; empty: the namespace the operator runs in (POD_NAMESPACE, or the ServiceAccount's), else "+defaultClusterResourceNamespace+".")
 	flag.BoolVar(&o.allowPrivateNetworks, "allow-private-networks", false,
 		"Allow token endpoints on loopback, link-local and private addresses (in-cluster providers, local tests).")
 	flag.StringVar(&o.allowedHosts, "allowed-hosts", "",
@@ -141,6 +144,8 @@ func run(o options) error {
 		Namespaces: splitList(o.watchNamespaces),
 		Metrics:    m,
 		Workers:    o.workers,
+
+		ClusterResourceNamespace: clusterResourceNamespace(o.clusterResourceNS),
 	}
 	rec.Tokens = auth.NewClient(auth.Options{
 		Observe:               m.ObserveRequest,
@@ -163,6 +168,27 @@ func run(o options) error {
 	}
 	ctrl.Log.Info("Starting manager")
 	return mgr.Start(ctx)
+}
+
+// defaultClusterResourceNamespace is the cluster resource namespace of an
+// operator that runs outside a Pod and is given none.
+const defaultClusterResourceNamespace = "tokenwarden-system"
+
+// clusterResourceNamespace is the flag's value, or the namespace the
+// operator runs in.
+func clusterResourceNamespace(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return defaultClusterResourceNamespace
 }
 
 func splitList(s string) []string {

@@ -16,9 +16,12 @@ const (
 	AnnotationExpiresAt = "auth.tokenwarden.io/expires-at"
 	// AnnotationIssuedAt on a target Secret is when the token was requested (RFC 3339).
 	AnnotationIssuedAt = "auth.tokenwarden.io/issued-at"
-	// AnnotationRefreshRequestedAt on an APICredential asks for one refresh
-	// now when its value changes.
+	// AnnotationRefreshRequestedAt on an APICredential, a TokenProvider or a
+	// ClusterTokenProvider asks for one refresh now when its value changes.
 	AnnotationRefreshRequestedAt = "auth.tokenwarden.io/refresh-requested-at"
+	// LabelProvider names the TokenProvider or ClusterTokenProvider that owns
+	// a provider token Secret.
+	LabelProvider = "auth.tokenwarden.io/provider"
 )
 
 // Condition types and reasons.
@@ -69,6 +72,19 @@ const (
 	// ReasonTokenExpiringSoon (Degraded=True, static flow): the token
 	// expires within spec.static.warnBefore.
 	ReasonTokenExpiringSoon = "TokenExpiringSoon"
+
+	// ReasonProviderNotFound (Degraded=True, consumers): the TokenProvider
+	// or ClusterTokenProvider named in spec.providerRef does not exist, or
+	// this install does not serve its kind.
+	ReasonProviderNotFound = "ProviderNotFound"
+	// ReasonProviderNotAllowed (Degraded=True, consumers): the
+	// ClusterTokenProvider's spec.allowedNamespaces does not admit the
+	// APICredential's namespace. Nothing is written.
+	ReasonProviderNotAllowed = "ProviderNotAllowed"
+	// ReasonProviderNotReady (Degraded=True, consumers): the provider holds
+	// no valid token (its own status says why); the consumer's target keeps
+	// its last token until it expires.
+	ReasonProviderNotReady = "ProviderNotReady"
 )
 
 // HTTPMethod is the method of a token request.
@@ -95,23 +111,35 @@ type SecretName string
 type SecretKey string
 
 // APICredentialSpec says how to obtain a token and where to put it.
-// +kubebuilder:validation:XValidation:rule="has(self.tokenRequest) != has(self.static)",message="exactly one of spec.tokenRequest and spec.static must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.tokenRequest), has(self.static), has(self.providerRef)].filter(x, x).size() == 1",message="exactly one of spec.tokenRequest, spec.static and spec.providerRef must be set"
+// +kubebuilder:validation:XValidation:rule="!(has(self.providerRef) && has(self.refresh))",message="spec.refresh is not allowed with spec.providerRef: the provider owns the timing; set refresh on the provider"
 type APICredentialSpec struct {
 	// TokenRequest describes an HTTP request to a token endpoint that returns
-	// a short-lived token (flows A, B and C). Exactly one of tokenRequest and
-	// static must be set.
+	// a short-lived token (flows A, B and C). Exactly one of tokenRequest,
+	// static and providerRef must be set.
 	// +optional
 	TokenRequest *TokenRequest `json:"tokenRequest,omitempty"`
 
 	// Static syncs a long-lived application token that a person created in
 	// a provider's console (flow D). tokenwarden cannot refresh it; it keeps
 	// the target Secret in step with the source Secret, tracks the JWT's
-	// exp claim and warns before it. Exactly one of tokenRequest and static
-	// must be set.
+	// exp claim and warns before it. Exactly one of tokenRequest, static and
+	// providerRef must be set.
 	// +optional
 	Static *StaticToken `json:"static,omitempty"`
 
-	// Refresh tunes when a new token is requested.
+	// ProviderRef takes the token from a TokenProvider (in this namespace)
+	// or a ClusterTokenProvider that allows this namespace: the provider
+	// asks for one token per lifetime and tokenwarden copies it into this
+	// APICredential's target Secret. This APICredential never causes a
+	// provider call and cannot read the provider's client secret. Exactly
+	// one of tokenRequest, static and providerRef must be set; refresh is
+	// not allowed with it.
+	// +optional
+	ProviderRef *ProviderReference `json:"providerRef,omitempty"`
+
+	// Refresh tunes when a new token is requested. Not allowed with
+	// providerRef.
 	// +optional
 	Refresh *RefreshPolicy `json:"refresh,omitempty"`
 
@@ -394,8 +422,9 @@ type TargetKeys struct {
 	ExpiresAt SecretKey `json:"expiresAt,omitempty"`
 }
 
-// APICredentialStatus is what tokenwarden observed and did.
-type APICredentialStatus struct {
+// TokenStatus is what tokenwarden observed and did about one token: the
+// status an APICredential and a provider share.
+type TokenStatus struct {
 	// ObservedGeneration is the generation of the spec last acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -453,6 +482,18 @@ type APICredentialStatus struct {
 	// True, else that of Ready.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+}
+
+// APICredentialStatus is what tokenwarden observed and did. With
+// spec.providerRef its token fields describe the copy in this
+// APICredential's own target Secret; lastAttemptTime stays unset (a consumer
+// never calls the provider) and nextRefreshTime is the provider's.
+type APICredentialStatus struct {
+	TokenStatus `json:",inline"`
+	// Provider is the provider the token was last copied from (with
+	// spec.providerRef).
+	// +optional
+	Provider *ProviderReference `json:"provider,omitempty"`
 }
 
 // APICredential keeps a short-lived API token fresh in a Secret.

@@ -35,6 +35,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/failure"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/refresh"
+	"github.com/tokenwarden/tokenwarden/internal/share"
 )
 
 // Event reasons other than failures' (those are in internal/failure).
@@ -98,25 +99,33 @@ type APICredentialReconciler struct {
 	// a metadata-only cache of all Secrets and ConfigMaps when nil.
 	Metadata client.Reader
 
+	// ClusterResourceNamespace is where the Secret and ConfigMap references
+	// of ClusterTokenProviders resolve and where their token Secrets live.
+	ClusterResourceNamespace string
+
+	// Shared groups subjects whose resolved token requests are identical,
+	// so that they share one token and one call; made on first use when nil.
+	Shared *share.Pool[subjectKey]
+
 	mu sync.Mutex
 	// minted holds the last token minted per APICredential, so that a
 	// failed write, or a deleted target Secret, is mended with the same
 	// token instead of a second provider call.
-	minted map[types.NamespacedName]mintedFor
+	minted map[subjectKey]mintedFor
 	// certWarned remembers the certificate expiry already warned about.
-	certWarned map[types.NamespacedName]time.Time
+	certWarned map[subjectKey]time.Time
 	// waiting holds, per token host, the credentials held back by the host
 	// (its cool-down, probe, bulkhead or budget) and when their tokens
 	// expire; HostRecovered wakes them all, HostSlotFree the most urgent.
-	waiting map[string]map[types.NamespacedName]waiter
-	// released carries the credentials woken by HostRecovered to the
-	// workqueue.
-	released chan event.GenericEvent
+	waiting map[string]map[subjectKey]waiter
+	// released carries, per kind, the subjects woken by HostRecovered or
+	// HostSlotFree to their controller's workqueue.
+	released map[string]chan event.GenericEvent
 	// rechecked lists the credentials whose spec failure this process has
 	// re-checked: a spec failure may come from the address policy of an
 	// operator since restarted with other flags, and a re-check costs the
 	// provider nothing (it fails before any call).
-	rechecked map[types.NamespacedName]bool
+	rechecked map[subjectKey]bool
 }
 
 // waiter is a credential waiting for its host.
@@ -140,6 +149,16 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}); err != nil {
 		return err
 	}
+	if err := indexer.IndexField(ctx, &authv1alpha1.APICredential{}, providerRefIndex,
+		func(o client.Object) []string {
+			c := o.(*authv1alpha1.APICredential)
+			if ref := c.Spec.ProviderRef; ref != nil {
+				return []string{providerIndexKey(refKind(ref), c.Namespace, ref.Name)}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
 	if err := indexer.IndexField(ctx, &authv1alpha1.APICredential{}, configMapRefIndex,
 		func(o client.Object) []string {
 			if n := referencedConfigMap(&o.(*authv1alpha1.APICredential).Spec); n != "" {
@@ -156,12 +175,11 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if r.Metadata == nil {
 		r.Metadata = metaCache
 	}
-	r.mu.Lock()
-	if r.released == nil {
-		r.released = make(chan event.GenericEvent, 1024)
+	released := r.releasedFor(kindAPICredential)
+	if err := r.setupProviders(ctx, mgr, metaCache); err != nil {
+		return err
 	}
-	r.mu.Unlock()
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("apicredential").
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: max(r.Workers, 1),
@@ -181,8 +199,16 @@ func (r *APICredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("ConfigMap")),
 			handler.EnqueueRequestsFromMapFunc(r.credentialsFor(configMapRefIndex)))).
 		// Credentials released at once when their failing host answers.
-		WatchesRawSource(source.Channel(r.released, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+		WatchesRawSource(source.Channel(released, &handler.EnqueueRequestForObject{})).
+		// Consumers follow their provider and its token Secret.
+		Watches(&authv1alpha1.TokenProvider{}, handler.EnqueueRequestsFromMapFunc(r.consumersOf)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.consumersOf))
+	if r.clusterProviders() {
+		b = b.Watches(&authv1alpha1.ClusterTokenProvider{}, handler.EnqueueRequestsFromMapFunc(r.consumersOf)).
+			WatchesRawSource(source.Kind(metaCache, client.Object(metadataOfNamespace()),
+				handler.EnqueueRequestsFromMapFunc(r.clusterConsumersIn)))
+	}
+	return b.Complete(r)
 }
 
 // metadataOf is an empty metadata-only object of a core kind.
@@ -212,7 +238,7 @@ func (r *APICredentialReconciler) credentialsFor(index string) handler.MapFunc {
 // pass is one reconcile of one APICredential: what was loaded and the status
 // being built, written once at the end.
 type pass struct {
-	cred   *authv1alpha1.APICredential
+	subject
 	now    time.Time
 	status authv1alpha1.APICredentialStatus
 	// token is the token in the target Secret once the pass is done.
@@ -246,7 +272,7 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	cred := &authv1alpha1.APICredential{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
+			r.forget(subjectKey{kind: kindAPICredential, NamespacedName: req.NamespacedName})
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -254,16 +280,10 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if !cred.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	t, err := r.loadTarget(ctx, cred)
-	if err != nil {
-		// Without the target nothing is known about the token: the status
-		// written last stays as it is (Ready, the planned refresh), and the
-		// workqueue retries within APIErrorRetryMax.
+	p, err := r.runPass(ctx, credentialSubject(cred))
+	if p == nil {
 		return ctrl.Result{}, err
 	}
-	p := &pass{cred: cred, now: r.Clock.Now(), status: *cred.Status.DeepCopy(), token: t.token}
-	err = r.run(ctx, p, t)
-	p.finish()
 	r.Metrics.SetCredential(cred.Namespace, cred.Name, timeOf(p.status.TokenExpiresAt),
 		timeOf(p.status.NextRefreshTime), timeOf(p.status.ClientCertificateExpiresAt))
 	if serr := r.writeStatus(ctx, cred, p.status); serr != nil {
@@ -273,6 +293,21 @@ func (r *APICredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, err
 	}
 	return p.result(), nil
+}
+
+// runPass loads the target of s, decides, acts and builds the status to
+// write. A nil pass means the target could not be read: nothing is known
+// about the token, so the status written last stays as it is (Ready, the
+// planned refresh), and the workqueue retries within APIErrorRetryMax.
+func (r *APICredentialReconciler) runPass(ctx context.Context, s subject) (*pass, error) {
+	t, err := r.loadTarget(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	p := &pass{subject: s, now: r.Clock.Now(), status: *s.cred.Status.DeepCopy(), token: t.token}
+	err = r.run(ctx, p, t)
+	p.finish()
+	return p, err
 }
 
 func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) error {
@@ -286,6 +321,9 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 		setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonSuspended,
 			"spec.suspend is true: no provider calls and no writes")
 		return nil
+	}
+	if cred.Spec.ProviderRef != nil {
+		return r.copyFromProvider(ctx, p, t)
 	}
 	inputs, missing, err := r.inputsVersion(ctx, cred)
 	if err != nil {
@@ -301,13 +339,23 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 	p.recovering = t.secret != nil && t.inputs == inputs && !t.token.IssuedAt.IsZero()
 	// A token minted earlier but not in the target Secret (its write failed,
 	// or someone deleted the Secret) is written again, never asked for twice.
-	mem, inMemory := r.lastMinted(cred)
+	mem, inMemory := r.lastMinted(p.subject)
 	if inMemory && mem.inputs == inputs && mem.state().Valid(p.now) && !t.holds(mem.minted) {
-		if err := r.writeTarget(ctx, cred, t.secret, mem.minted); err != nil {
+		if err := r.writeTarget(ctx, p.subject, t.secret, mem.minted); err != nil {
 			return r.writeFailed(p, err)
 		}
 		p.token = mem.state()
 		r.schedule(p, mem.minted)
+		return nil
+	}
+	// A newer token minted for an identical request (another credential's,
+	// or a provider's) replaces this one at once: with a provider that
+	// revokes the previous token, the old one is already dead.
+	if m, ok := r.sharedNewer(p, inputs); ok {
+		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+			return r.writeFailed(p, err)
+		}
+		r.adopt(p, m)
 		return nil
 	}
 	if t.drifted && t.token.Valid(p.now) {
@@ -319,10 +367,10 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 			p.token = refresh.Token{}
 			return r.decide(ctx, p, t, inputs)
 		}
-		if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
+		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
-		r.event(cred, corev1.EventTypeNormal, EventTargetRestored, "Restore",
+		r.event(p.owner, corev1.EventTypeNormal, EventTargetRestored, "Restore",
 			"Keys of Secret %s changed by hand were restored from the current token", cred.Spec.Target.SecretName)
 	}
 	return r.decide(ctx, p, t, inputs)
@@ -342,11 +390,11 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 		last = t.inputs
 	}
 	requested := cred.Annotations[authv1alpha1.AnnotationRefreshRequestedAt]
-	lastFailure := lastFailure(p.status)
+	lastFailure := lastFailure(p.status.TokenStatus)
 	in := refresh.Input{
 		Now:                 p.now,
 		Token:               p.token,
-		Changed:             inputs != last || requested != p.status.LastHandledRefreshRequest || (lastFailure == refresh.Spec && r.firstRecheck(cred)),
+		Changed:             inputs != last || requested != p.status.LastHandledRefreshRequest || (lastFailure == refresh.Spec && r.firstRecheck(p.key())),
 		RefreshBefore:       refreshBeforeSpec(cred),
 		InvalidatesPrevious: tr.InvalidatesPrevious,
 		Jitter:              jitter(cred.UID, p.token.IssuedAt),
@@ -364,17 +412,20 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 			// the planned time, nothing is read until the host lets go, and
 			// the wake-up is the host's own time, not rounded for status.
 			p.wakeAt(d.At)
-			r.hold(p.cred, host, p.token.ExpiresAt)
+			r.hold(p.key(), host, p.token.ExpiresAt)
 			return nil
 		}
 		at := ceilSecond(d.At)
 		p.wakeAt(at)
-		r.unhold(p.cred, host)
+		r.unhold(p.key(), host)
+		if tr.InvalidatesPrevious && p.token.Valid(p.now) {
+			r.joinEarly(ctx, p, inputs)
+		}
 		// A zero time (a spec failure) waits for a change.
 		p.status.NextRefreshTime = metaTime(at)
 		return nil
 	}
-	r.unhold(p.cred, host)
+	r.unhold(p.key(), host)
 	return r.refresh(ctx, p, t, inputs, host)
 }
 
@@ -393,24 +444,40 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	if err != nil {
 		return r.attemptFailed(p, err, inputs)
 	}
+	r.pool().Join(p.key(), res.key, inputs)
+	if m, ok := r.sharedNewer(p, inputs); ok && r.scheduleOf(p, m).After(p.now) {
+		// Another subject with an identical request has just refreshed:
+		// its token is this one's new token, without a call.
+		r.attemptDone(p, inputs)
+		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+			return r.writeFailed(p, err)
+		}
+		r.adopt(p, m)
+		return nil
+	}
 	if t.secret == nil {
-		sec, err := r.claim(ctx, cred)
+		sec, err := r.claim(ctx, p.subject)
 		if err != nil {
 			return r.writeFailed(p, err)
 		}
 		t.secret = sec
 	}
-	tok, err := r.Tokens.Fetch(ctx, res.request)
+	// One request per key at a time: a subject whose identical request is
+	// in flight waits for that answer.
+	tok, shared, others, err := r.pool().Fetch(ctx, res.key, p.key(), func() (share.Token, error) {
+		t, err := r.Tokens.Fetch(ctx, res.request)
+		return share.Token{Value: t.Value, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}, err
+	})
 	var rl *auth.RateLimitedError
 	if errors.As(err, &rl) && rl.Local {
 		// The host held the call back (another caller took the slot since
 		// HoldUntil said it was free); the provider saw nothing, so this is
 		// neither a failed attempt nor a change of plan.
 		p.wakeAt(p.now.Add(max(rl.RetryAfter, time.Second)))
-		r.hold(cred, host, p.token.ExpiresAt)
+		r.hold(p.key(), host, p.token.ExpiresAt)
 		return nil
 	}
-	if sem, _ := failure.Of(failure.ReasonOf(err)); err == nil || sem.Sent {
+	if sem, _ := failure.Of(failure.ReasonOf(err)); !shared && (err == nil || sem.Sent) {
 		// Rounded up, as status holds whole seconds: the minimum interval
 		// counted from it is never shorter than the real one.
 		p.status.LastAttemptTime = metaTime(ceilSecond(p.now))
@@ -419,7 +486,26 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		log.Info("Token request failed", "host", host, "reason", failure.ReasonOf(err), "error", err.Error())
 		return r.attemptFailed(p, err, inputs)
 	}
-	m := minted{
+	r.wake(others)
+	m := mintedOf(tok, inputs)
+	r.remember(p.subject, m)
+	r.attemptDone(p, inputs)
+	r.Metrics.Attempt(true, authv1alpha1.ReasonRefreshSucceeded)
+	if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+		return r.writeFailed(p, err)
+	}
+	p.token = m.state()
+	p.status.LastRefreshTime = metaTime(m.issuedAt)
+	r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Refresh",
+		"New token written to Secret %s, valid until %s", cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
+	log.Info("Token refreshed", "secret", cred.Spec.Target.SecretName, "expiresAt", m.expiresAt.UTC().Format(time.RFC3339))
+	r.schedule(p, m)
+	return nil
+}
+
+// mintedOf is a token as it goes into a target Secret.
+func mintedOf(tok share.Token, inputs string) minted {
+	return minted{
 		token:         tok.Value,
 		authorization: "Bearer " + tok.Value,
 		// Rounded up like lastAttemptTime, so the two compare as one call.
@@ -427,25 +513,71 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		expiresAt: tok.ExpiresAt.Truncate(time.Second),
 		inputs:    inputs,
 	}
-	r.remember(cred, m)
-	r.attemptDone(p, inputs)
-	r.Metrics.Attempt(true, authv1alpha1.ReasonRefreshSucceeded)
-	if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
-		return r.writeFailed(p, err)
+}
+
+// pool returns the pool of shared tokens, made on first use.
+func (r *APICredentialReconciler) pool() *share.Pool[subjectKey] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Shared == nil {
+		r.Shared = share.New[subjectKey]()
 	}
+	return r.Shared
+}
+
+// sharedNewer is the newest token minted for the subject's request by any
+// subject with an identical one, when it is newer than the subject's own
+// token and still valid.
+func (r *APICredentialReconciler) sharedNewer(p *pass, inputs string) (minted, bool) {
+	k, ok := r.pool().KeyOf(p.key(), inputs)
+	if !ok {
+		return minted{}, false
+	}
+	tok, ok := r.pool().Latest(k)
+	if !ok {
+		return minted{}, false
+	}
+	m := mintedOf(tok, inputs)
+	if !m.issuedAt.After(p.token.IssuedAt) || !m.state().Valid(p.now) {
+		return minted{}, false
+	}
+	return m, true
+}
+
+// adopt records a shared token written to the subject's target.
+func (r *APICredentialReconciler) adopt(p *pass, m minted) {
+	r.remember(p.subject, m)
 	p.token = m.state()
+	p.status.ObservedInputs = m.inputs
 	p.status.LastRefreshTime = metaTime(m.issuedAt)
-	r.event(cred, corev1.EventTypeNormal, EventTokenRefreshed, "Refresh",
-		"New token written to Secret %s, valid until %s", cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
-	log.Info("Token refreshed", "secret", cred.Spec.Target.SecretName, "expiresAt", m.expiresAt.UTC().Format(time.RFC3339))
+	r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Share",
+		"New token, shared with an identical token request, written to Secret %s, valid until %s", p.cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
 	r.schedule(p, m)
-	return nil
+}
+
+// joinEarly learns the request key of a subject that holds a valid token,
+// once per process, so that when another subject with an identical request
+// refreshes first this one takes the new token at once. Only subjects whose
+// provider revokes the previous token need this before their own refresh
+// (it costs one read of their Secrets); the others join at their refresh.
+func (r *APICredentialReconciler) joinEarly(ctx context.Context, p *pass, inputs string) {
+	if _, ok := r.pool().KeyOf(p.key(), inputs); ok {
+		return
+	}
+	if res, err := r.resolve(ctx, p.cred, p.now); err == nil {
+		r.pool().Join(p.key(), res.key, inputs)
+	}
+}
+
+// scheduleOf is when the subject would refresh token m.
+func (r *APICredentialReconciler) scheduleOf(p *pass, m minted) time.Time {
+	tr := p.cred.Spec.TokenRequest
+	return refresh.Schedule(m.state(), refreshBeforeSpec(p.cred), tr.InvalidatesPrevious, jitter(p.cred.UID, m.issuedAt))
 }
 
 // schedule records a good token in status and plans its refresh.
 func (r *APICredentialReconciler) schedule(p *pass, m minted) {
-	tr := p.cred.Spec.TokenRequest
-	at := ceilSecond(refresh.Schedule(m.state(), refreshBeforeSpec(p.cred), tr.InvalidatesPrevious, jitter(p.cred.UID, m.issuedAt)))
+	at := ceilSecond(r.scheduleOf(p, m))
 	p.status.ConsecutiveFailures = 0
 	p.status.NextRefreshTime = metaTime(at)
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionFalse, authv1alpha1.ReasonRefreshSucceeded, "The last token request succeeded")
@@ -481,12 +613,12 @@ func (r *APICredentialReconciler) attemptFailed(p *pass, err error, inputs strin
 	}, p.now, p.token, r.rand()))
 	if sem.Retry == refresh.Spec {
 		// Found now, so the once-per-start re-check is spent.
-		r.firstRecheck(p.cred)
+		r.firstRecheck(p.key())
 	}
 	p.status.NextRefreshTime = metaTime(next)
 	p.wakeAt(next)
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, string(reason), err.Error())
-	r.event(p.cred, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", err.Error())
+	r.event(p.owner, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", err.Error())
 	return nil
 }
 
@@ -512,7 +644,7 @@ func (r *APICredentialReconciler) localFailure(p *pass, fe *failure.Error) {
 	prev := meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionDegraded)
 	same := prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == string(fe.Reason)
 	if !same {
-		r.event(p.cred, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", fe.Message)
+		r.event(p.owner, corev1.EventTypeWarning, sem.Event, "Refresh", "%s", fe.Message)
 	}
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, string(fe.Reason), fe.Message)
 	next := timeOf(p.status.NextRefreshTime)
@@ -582,7 +714,7 @@ func (r *APICredentialReconciler) writeStatus(ctx context.Context, cred *authv1a
 // lastFailure reads the retry class of the last failed attempt from status.
 // A Degraded reason that is not a failure (or not known to this version)
 // counts as none: the schedule decides.
-func lastFailure(s authv1alpha1.APICredentialStatus) refresh.Class {
+func lastFailure(s authv1alpha1.TokenStatus) refresh.Class {
 	d := meta.FindStatusCondition(s.Conditions, authv1alpha1.ConditionDegraded)
 	if s.ConsecutiveFailures == 0 || d == nil || d.Status != metav1.ConditionTrue {
 		return refresh.None
@@ -600,24 +732,23 @@ func (r *APICredentialReconciler) withoutHost(in refresh.Input) refresh.Decision
 	return refresh.Decide(in)
 }
 
-// hold records that cred waits for host, with its token's expiry.
-func (r *APICredentialReconciler) hold(cred *authv1alpha1.APICredential, host string, expires time.Time) {
-	key := client.ObjectKeyFromObject(cred)
+// hold records that the subject of key waits for host, with its token's
+// expiry.
+func (r *APICredentialReconciler) hold(key subjectKey, host string, expires time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.waiting == nil {
-		r.waiting = map[string]map[types.NamespacedName]waiter{}
+		r.waiting = map[string]map[subjectKey]waiter{}
 	}
 	if r.waiting[host] == nil {
-		r.waiting[host] = map[types.NamespacedName]waiter{}
+		r.waiting[host] = map[subjectKey]waiter{}
 	}
 	r.waiting[host][key] = waiter{expires: expires}
 	r.Metrics.SetHostWaiting(host, len(r.waiting[host]))
 }
 
-// unhold records that cred no longer waits for host.
-func (r *APICredentialReconciler) unhold(cred *authv1alpha1.APICredential, host string) {
-	key := client.ObjectKeyFromObject(cred)
+// unhold records that the subject of key no longer waits for host.
+func (r *APICredentialReconciler) unhold(key subjectKey, host string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if w := r.waiting[host]; w != nil {
@@ -628,11 +759,11 @@ func (r *APICredentialReconciler) unhold(cred *authv1alpha1.APICredential, host 
 	}
 }
 
-// HostRecovered wakes every credential waiting for host; it fits
-// auth.Options.OnHostRecovered and does not block.
+// HostRecovered wakes every credential and provider waiting for host; it
+// fits auth.Options.OnHostRecovered and does not block.
 func (r *APICredentialReconciler) HostRecovered(host string) {
 	r.mu.Lock()
-	keys := make([]types.NamespacedName, 0, len(r.waiting[host]))
+	keys := make([]subjectKey, 0, len(r.waiting[host]))
 	for k, w := range r.waiting[host] {
 		keys = append(keys, k)
 		r.waiting[host][k] = waiter{expires: w.expires, woken: true}
@@ -647,7 +778,7 @@ func (r *APICredentialReconciler) HostRecovered(host string) {
 func (r *APICredentialReconciler) HostSlotFree(host string) {
 	r.mu.Lock()
 	var (
-		first types.NamespacedName
+		first subjectKey
 		found bool
 		exp   time.Time
 	)
@@ -664,21 +795,44 @@ func (r *APICredentialReconciler) HostSlotFree(host string) {
 	}
 	r.mu.Unlock()
 	if found {
-		r.wake([]types.NamespacedName{first})
+		r.wake([]subjectKey{first})
 	}
 }
 
-// wake sends credentials to the workqueue through the released channel.
-func (r *APICredentialReconciler) wake(keys []types.NamespacedName) {
+// releasedFor is the channel that wakes subjects of kind, made on first use.
+func (r *APICredentialReconciler) releasedFor(kind string) chan event.GenericEvent {
 	r.mu.Lock()
-	ch := r.released
-	r.mu.Unlock()
-	if ch == nil || len(keys) == 0 {
+	defer r.mu.Unlock()
+	if r.released == nil {
+		r.released = map[string]chan event.GenericEvent{}
+	}
+	ch, ok := r.released[kind]
+	if !ok {
+		ch = make(chan event.GenericEvent, 1024)
+		r.released[kind] = ch
+	}
+	return ch
+}
+
+// wake sends subjects to their controllers' workqueues. A kind without a
+// controller (none was set up) is skipped.
+func (r *APICredentialReconciler) wake(keys []subjectKey) {
+	if len(keys) == 0 {
 		return
 	}
+	r.mu.Lock()
+	chans := map[string]chan event.GenericEvent{}
+	for _, k := range keys {
+		if ch, ok := r.released[k.kind]; ok {
+			chans[k.kind] = ch
+		}
+	}
+	r.mu.Unlock()
 	go func() {
 		for _, k := range keys {
-			ch <- event.GenericEvent{Object: &authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
+			if ch, ok := chans[k.kind]; ok {
+				ch <- k.wakeEvent()
+			}
 		}
 	}()
 }
@@ -707,9 +861,9 @@ func (r *APICredentialReconciler) rand() float64 {
 	return r.Rand()
 }
 
-func (r *APICredentialReconciler) event(cred *authv1alpha1.APICredential, typ, reason, action, note string, args ...any) {
+func (r *APICredentialReconciler) event(obj runtime.Object, typ, reason, action, note string, args ...any) {
 	if r.Recorder != nil {
-		r.Recorder.Eventf(cred, nil, typ, reason, action, note, args...)
+		r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
 	}
 }
 
@@ -717,67 +871,72 @@ func (r *APICredentialReconciler) warnCertificate(p *pass, notAfter time.Time) {
 	if notAfter.Sub(p.now) > CertificateWarning {
 		return
 	}
-	key := client.ObjectKeyFromObject(p.cred)
+	key := p.key()
 	r.mu.Lock()
 	warned := r.certWarned[key].Equal(notAfter)
 	if !warned {
 		if r.certWarned == nil {
-			r.certWarned = map[types.NamespacedName]time.Time{}
+			r.certWarned = map[subjectKey]time.Time{}
 		}
 		r.certWarned[key] = notAfter
 	}
 	r.mu.Unlock()
 	if !warned {
-		r.event(p.cred, corev1.EventTypeWarning, EventClientCertificateExpiringSoon, "Refresh",
+		r.event(p.owner, corev1.EventTypeWarning, EventClientCertificateExpiringSoon, "Refresh",
 			"The client certificate in Secret %s expires at %s", p.cred.Spec.TokenRequest.ClientCertificate.SecretName,
 			notAfter.UTC().Format(time.RFC3339))
 	}
 }
 
-func (r *APICredentialReconciler) remember(cred *authv1alpha1.APICredential, m minted) {
+func (r *APICredentialReconciler) remember(s subject, m minted) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.minted == nil {
-		r.minted = map[types.NamespacedName]mintedFor{}
+		r.minted = map[subjectKey]mintedFor{}
 	}
-	r.minted[client.ObjectKeyFromObject(cred)] = mintedFor{uid: cred.UID, minted: m}
+	r.minted[s.key()] = mintedFor{uid: s.owner.GetUID(), minted: m}
 }
 
-func (r *APICredentialReconciler) lastMinted(cred *authv1alpha1.APICredential) (mintedFor, bool) {
+func (r *APICredentialReconciler) lastMinted(s subject) (mintedFor, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m, ok := r.minted[client.ObjectKeyFromObject(cred)]
-	return m, ok && m.uid == cred.UID
+	m, ok := r.minted[s.key()]
+	return m, ok && m.uid == s.owner.GetUID()
 }
 
-// firstRecheck reports true once per credential and process.
-func (r *APICredentialReconciler) firstRecheck(cred *authv1alpha1.APICredential) bool {
-	key := client.ObjectKeyFromObject(cred)
+// firstRecheck reports true once per subject and process.
+func (r *APICredentialReconciler) firstRecheck(key subjectKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.rechecked[key] {
 		return false
 	}
 	if r.rechecked == nil {
-		r.rechecked = map[types.NamespacedName]bool{}
+		r.rechecked = map[subjectKey]bool{}
 	}
 	r.rechecked[key] = true
 	return true
 }
 
-func (r *APICredentialReconciler) forget(key types.NamespacedName) {
+// forget drops what the reconciler remembers of a deleted subject.
+func (r *APICredentialReconciler) forget(key subjectKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.minted, key)
 	delete(r.certWarned, key)
 	delete(r.rechecked, key)
+	if r.Shared != nil {
+		r.Shared.Leave(key)
+	}
 	for host, w := range r.waiting {
 		if _, ok := w[key]; ok {
 			delete(w, key)
 			r.Metrics.SetHostWaiting(host, len(w))
 		}
 	}
-	r.Metrics.Forget(key.Namespace, key.Name)
+	if key.kind == kindAPICredential {
+		r.Metrics.Forget(key.Namespace, key.Name)
+	}
 }
 
 func metaTime(t time.Time) *metav1.Time {

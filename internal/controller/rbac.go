@@ -11,7 +11,16 @@ package controller
 // reference on a target Secret where the API server enforces owner-reference
 // permissions (the OwnerReferencesPermissionEnforcement admission plugin).
 //
+// TokenProviders and ClusterTokenProviders: read, status, and finalizers
+// for the owner reference on their token Secrets. Namespaces: list/watch of
+// their metadata decide which namespaces a ClusterTokenProvider's selector
+// allows (a cluster-wide install only).
+//
 // +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials/finalizers,verbs=update
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=tokenproviders;clustertokenproviders,verbs=get;list;watch
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=tokenproviders/status;clustertokenproviders/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=tokenproviders/finalizers;clustertokenproviders/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.tokenwarden.io,resources=apicredentials/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch

@@ -30,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
@@ -1069,9 +1068,10 @@ func TestReconcileWaitingForTheHostReadsAndWritesNothing(t *testing.T) {
 // Credentials waiting for a host go in order of their tokens' expiry: a
 // freed slot wakes the waiter whose token expires first.
 func TestHostSlotFreeWakesTheMostUrgentWaiter(t *testing.T) {
-	r := &APICredentialReconciler{released: make(chan event.GenericEvent, 8)}
-	mk := func(name string) *authv1alpha1.APICredential {
-		return &authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Namespace: fxNamespace, Name: name}}
+	r := &APICredentialReconciler{}
+	released := r.releasedFor(kindAPICredential)
+	mk := func(name string) subjectKey {
+		return credentialSubject(&authv1alpha1.APICredential{ObjectMeta: metav1.ObjectMeta{Namespace: fxNamespace, Name: name}}).key()
 	}
 	r.hold(mk("later"), "h:443", epoch.Add(10*time.Minute))
 	r.hold(mk("soon"), "h:443", epoch.Add(time.Minute))
@@ -1080,7 +1080,7 @@ func TestHostSlotFreeWakesTheMostUrgentWaiter(t *testing.T) {
 	var order []string
 	for range 3 {
 		r.HostSlotFree("h:443")
-		ev := <-r.released
+		ev := <-released
 		order = append(order, ev.Object.GetName())
 	}
 	if got := strings.Join(order, ","); got != "none,soon,later" {
@@ -1088,7 +1088,7 @@ func TestHostSlotFreeWakesTheMostUrgentWaiter(t *testing.T) {
 	}
 	r.HostSlotFree("h:443") // everyone already woken: nothing
 	select {
-	case ev := <-r.released:
+	case ev := <-released:
 		t.Errorf("woke %s twice", ev.Object.GetName())
 	case <-time.After(50 * time.Millisecond):
 	}

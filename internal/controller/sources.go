@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -18,6 +19,7 @@ import (
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
 	"github.com/tokenwarden/tokenwarden/internal/failure"
+	"github.com/tokenwarden/tokenwarden/internal/share"
 )
 
 // problemf is a failure found before any provider call. Its message names
@@ -139,6 +141,9 @@ type resolved struct {
 	request auth.Request
 	// certNotAfter is the client certificate's expiry, zero without one.
 	certNotAfter time.Time
+	// key is the keyed hash of everything the request is made of: subjects
+	// with the same key send byte-identical requests and share a token.
+	key share.Key
 }
 
 // resolve reads every referenced value and checks what can be checked
@@ -182,11 +187,31 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 	if req.Headers, err = r.parameters(src, tr.Headers, "spec.tokenRequest.headers"); err != nil {
 		return nil, err
 	}
+	h := r.pool().Hasher()
+	h.Add("url", []byte(req.URL))
+	h.Add("method", []byte(cmp.Or(req.Method, "POST")))
+	h.Add("timeout", []byte(req.Timeout.String()))
+	h.Add("response", fmt.Appendf(nil, "%q %q %q %s", req.Response.TokenField, req.Response.ExpiresInField,
+		req.Response.ExpiresAtField, req.Response.DefaultLifetime))
+	if b := req.Basic; b != nil {
+		h.Add("basic.username", []byte(b.Username))
+		h.Add("basic.password", []byte(b.Password))
+	}
+	for _, list := range []struct {
+		name   string
+		fields []auth.Field
+	}{{"form", req.Form}, {"json", req.JSON}, {"headers", req.Headers}} {
+		h.Add(list.name, []byte(strconv.Itoa(len(list.fields))))
+		for _, f := range list.fields {
+			h.Add(f.Name, []byte(f.Value))
+		}
+	}
 	if ca := tr.CABundle; ca != nil {
 		pem, err := r.caBundle(ctx, src, cred.Namespace, ca)
 		if err != nil {
 			return nil, err
 		}
+		h.Add("caBundle", pem)
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, problemf(failure.InvalidSpec, "spec.tokenRequest.caBundle: key %q holds no PEM certificate", ca.Key)
@@ -213,6 +238,10 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 				return nil, err
 			}
 		}
+		h.Add("clientCertificate.pkcs12", cs.PKCS12)
+		h.Add("clientCertificate.certificate", cs.CertificatePEM)
+		h.Add("clientCertificate.privateKey", cs.PrivateKeyPEM)
+		h.Add("clientCertificate.passphrase", cs.Passphrase)
 		cert, notAfter, err := auth.LoadClientCertificate(cs, now)
 		out.certNotAfter = notAfter
 		if err != nil {
@@ -220,6 +249,7 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 		}
 		req.Certificate = cert
 	}
+	out.key = h.Sum()
 	return out, nil
 }
 

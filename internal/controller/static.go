@@ -34,13 +34,13 @@ func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t tar
 			return err
 		}
 		r.attemptDone(p, inputs)
-		if err := r.writeTarget(ctx, cred, t.secret, m); err != nil {
+		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
 		p.token = m.state()
 		p.status.LastRefreshTime = metaTime(m.issuedAt)
 		p.status.ConsecutiveFailures = 0
-		r.event(cred, corev1.EventTypeNormal, EventTokenRefreshed, "Sync", "Static token written to Secret %s", cred.Spec.Target.SecretName)
+		r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Sync", "Static token written to Secret %s", cred.Spec.Target.SecretName)
 	}
 	p.status.NextRefreshTime = nil
 	warnBefore := DefaultWarnBefore
@@ -57,7 +57,7 @@ func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t tar
 	prev := meta.FindStatusCondition(p.status.Conditions, authv1alpha1.ConditionDegraded)
 	msg := "The static token expires at " + exp.UTC().Format(time.RFC3339) + "; create a new one in the provider's console and update Secret " + string(st.SecretName)
 	if prev == nil || prev.Reason != authv1alpha1.ReasonTokenExpiringSoon {
-		r.event(cred, corev1.EventTypeWarning, EventTokenExpiringSoon, "Sync", "%s", msg)
+		r.event(p.owner, corev1.EventTypeWarning, EventTokenExpiringSoon, "Sync", "%s", msg)
 	}
 	setCondition(p, authv1alpha1.ConditionDegraded, metav1.ConditionTrue, authv1alpha1.ReasonTokenExpiringSoon, msg)
 	return nil

@@ -77,7 +77,8 @@ type target struct {
 // loadTarget reads the target Secret: its metadata from the cache of all
 // Secrets' metadata (so a foreign Secret is seen without caching its data),
 // and, when it is ours, the full object from the cache of owned Secrets.
-func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1alpha1.APICredential) (target, error) {
+func (r *APICredentialReconciler) loadTarget(ctx context.Context, s subject) (target, error) {
+	cred := s.cred
 	key := types.NamespacedName{Namespace: cred.Namespace, Name: string(cred.Spec.Target.SecretName)}
 	meta := metadataOf("Secret")
 	if err := r.Metadata.Get(ctx, key, meta); err != nil {
@@ -86,9 +87,9 @@ func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1al
 		}
 		return target{}, fmt.Errorf("reading metadata of target Secret: %w", err)
 	}
-	if !metav1.IsControlledBy(meta, cred) {
+	if !metav1.IsControlledBy(meta, s.owner) {
 		return target{conflict: problemf(failure.TargetConflict,
-			"spec.target.secretName: Secret %q exists and is not owned by this APICredential; tokenwarden will not overwrite it", key.Name)}, nil
+			"%s: Secret %q exists and is not owned by %s; tokenwarden will not overwrite it", s.targetField(), key.Name, s.this())}, nil
 	}
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, key, sec)
@@ -104,7 +105,7 @@ func (r *APICredentialReconciler) loadTarget(ctx context.Context, cred *authv1al
 	}
 	if sec.Immutable != nil && *sec.Immutable {
 		return target{conflict: problemf(failure.TargetConflict,
-			"spec.target.secretName: Secret %q is immutable; tokenwarden cannot update it", key.Name)}, nil
+			"%s: Secret %q is immutable; tokenwarden cannot update it", s.targetField(), key.Name)}, nil
 	}
 	t := target{secret: sec, inputs: sec.Annotations[AnnotationInputs]}
 	t.token.IssuedAt, _ = time.Parse(time.RFC3339, sec.Annotations[authv1alpha1.AnnotationIssuedAt])
@@ -229,12 +230,13 @@ func checkTemplates(spec *authv1alpha1.TargetSecret) error {
 // writeTarget creates or updates the target Secret with m. A conflict is
 // retried here as a write, re-reading the Secret; it never leads to a second
 // token request.
-func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1alpha1.APICredential, existing *corev1.Secret, m minted) error {
+func (r *APICredentialReconciler) writeTarget(ctx context.Context, s subject, existing *corev1.Secret, m minted) error {
+	cred := s.cred
 	data, err := renderData(&cred.Spec.Target, m)
 	if err != nil {
 		return err
 	}
-	labels := targetLabels(cred)
+	labels := s.targetLabels()
 	annotations := map[string]string{}
 	maps.Copy(annotations, cred.Spec.Target.Annotations)
 	annotations[authv1alpha1.AnnotationIssuedAt] = m.issuedAt.UTC().Format(time.RFC3339)
@@ -254,7 +256,7 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 			Type: corev1.SecretTypeOpaque,
 			Data: data,
 		}
-		if err := controllerutil.SetControllerReference(cred, sec, r.Scheme); err != nil {
+		if err := controllerutil.SetControllerReference(s.owner, sec, r.Scheme); err != nil {
 			return err
 		}
 		if err := r.Client.Create(ctx, sec); err != nil {
@@ -287,8 +289,8 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sec), fresh); gerr != nil {
 			return gerr
 		}
-		if !metav1.IsControlledBy(fresh, cred) {
-			return problemf(failure.TargetConflict, "spec.target.secretName: Secret %q is no longer owned by this APICredential", sec.Name)
+		if !metav1.IsControlledBy(fresh, s.owner) {
+			return problemf(failure.TargetConflict, "%s: Secret %q is no longer owned by %s", s.targetField(), sec.Name, s.this())
 		}
 		sec = fresh
 		return err
@@ -300,13 +302,27 @@ func (r *APICredentialReconciler) writeTarget(ctx context.Context, cred *authv1a
 }
 
 // targetLabels are the labels of a target Secret: the spec's, then
-// tokenwarden's own (which put it in the cache of owned Secrets) on top.
-func targetLabels(cred *authv1alpha1.APICredential) map[string]string {
+// tokenwarden's own (which put it in the cache of owned Secrets) on top: the
+// owning APICredential's name, or the owning provider's.
+func (s subject) targetLabels() map[string]string {
 	labels := map[string]string{}
-	maps.Copy(labels, cred.Spec.Target.Labels)
+	maps.Copy(labels, s.cred.Spec.Target.Labels)
 	labels[authv1alpha1.LabelManagedBy] = authv1alpha1.ManagedByValue
-	labels[authv1alpha1.LabelCredential] = cred.Name
+	if s.kind == kindAPICredential {
+		labels[authv1alpha1.LabelCredential] = s.cred.Name
+	} else {
+		labels[authv1alpha1.LabelProvider] = s.cred.Name
+	}
 	return labels
+}
+
+// targetField is the field that names the subject's target Secret, for
+// messages.
+func (s subject) targetField() string {
+	if s.kind == kindAPICredential {
+		return "spec.target.secretName"
+	}
+	return "the provider's token Secret"
 }
 
 // mergeData is the target Secret's new data: the keys tokenwarden writes
@@ -329,21 +345,22 @@ func mergeData(old map[string][]byte, previous string, data map[string][]byte) m
 // claim creates the target Secret, empty, before the first token is asked
 // for, so that of two APICredentials naming one target only the one that
 // owns it calls the provider. A Secret that exists by then is the other's.
-func (r *APICredentialReconciler) claim(ctx context.Context, cred *authv1alpha1.APICredential) (*corev1.Secret, error) {
+func (r *APICredentialReconciler) claim(ctx context.Context, s subject) (*corev1.Secret, error) {
+	cred := s.cred
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: string(cred.Spec.Target.SecretName), Namespace: cred.Namespace,
-			Labels: targetLabels(cred),
+			Labels: s.targetLabels(),
 		},
 		Type: corev1.SecretTypeOpaque,
 	}
-	if err := controllerutil.SetControllerReference(cred, sec, r.Scheme); err != nil {
+	if err := controllerutil.SetControllerReference(s.owner, sec, r.Scheme); err != nil {
 		return nil, err
 	}
 	err := r.Client.Create(ctx, sec)
 	if apierrors.IsAlreadyExists(err) {
 		return nil, problemf(failure.TargetConflict,
-			"spec.target.secretName: Secret %q was created by someone else; tokenwarden will not overwrite it", sec.Name)
+			"%s: Secret %q was created by someone else; tokenwarden will not overwrite it", s.targetField(), sec.Name)
 	}
 	if err != nil {
 		return nil, err

@@ -104,7 +104,7 @@ func TestFailureTableCoversEveryReason(t *testing.T) {
 // A Degraded reason this version does not know (written by another one)
 // is not silently taken for a credentials failure: the schedule decides.
 func TestLastFailureOfUnknownReasonIsNone(t *testing.T) {
-	s := authv1alpha1.APICredentialStatus{ConsecutiveFailures: 3, Conditions: []metav1.Condition{{
+	s := authv1alpha1.TokenStatus{ConsecutiveFailures: 3, Conditions: []metav1.Condition{{
 		Type: authv1alpha1.ConditionDegraded, Status: "True", Reason: "FromTheFuture",
 	}}}
 	if got := lastFailure(s); got != refresh.None {

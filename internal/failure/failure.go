@@ -51,6 +51,20 @@ const (
 	TargetConflict Reason = "TargetConflict"
 )
 
+// Failures of a consumer (an APICredential with spec.providerRef). A
+// consumer never calls the provider; it waits for a change of the provider,
+// its token Secret or the namespace.
+const (
+	// ProviderNotFound: the provider named does not exist, or this install
+	// does not serve its kind.
+	ProviderNotFound Reason = "ProviderNotFound"
+	// ProviderNotAllowed: a ClusterTokenProvider does not allow the
+	// consumer's namespace.
+	ProviderNotAllowed Reason = "ProviderNotAllowed"
+	// ProviderNotReady: the provider holds no valid token.
+	ProviderNotReady Reason = "ProviderNotReady"
+)
+
 // Event reasons of failures (Warning events).
 const (
 	EventRefreshFailed  = "RefreshFailed"
@@ -79,6 +93,9 @@ var table = map[Reason]Semantics{
 	SourceSecretMissing:      {Retry: refresh.Credentials, Event: EventRefreshFailed},
 	InvalidSpec:              {Retry: refresh.Spec, Event: EventRefreshFailed},
 	TargetConflict:           {Retry: refresh.Conflict, Event: EventTargetConflict},
+	ProviderNotFound:         {Retry: refresh.Spec, Event: EventRefreshFailed},
+	ProviderNotAllowed:       {Retry: refresh.Spec, Event: EventRefreshFailed},
+	ProviderNotReady:         {Retry: refresh.Spec, Event: EventRefreshFailed},
 }
 
 // Of returns the semantics of r; ok is false for a reason that is not a

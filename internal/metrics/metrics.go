@@ -19,6 +19,9 @@ const (
 	ProviderRateLimited     = "tokenwarden_provider_rate_limited_total"
 	ClientCertificateExpiry = "tokenwarden_client_certificate_expiry_timestamp_seconds"
 	HostWaiting             = "tokenwarden_host_waiting_credentials"
+	ProviderTokenExpiry     = "tokenwarden_provider_token_expiry_timestamp_seconds"
+	ProviderNextRefresh     = "tokenwarden_provider_next_refresh_timestamp_seconds"
+	ProviderConsumers       = "tokenwarden_provider_consumers"
 )
 
 // Metrics records what tokenwarden does. A nil *Metrics records nothing.
@@ -30,6 +33,10 @@ type Metrics struct {
 	rateLimited     *prometheus.CounterVec
 	certExpiry      *prometheus.GaugeVec
 	hostWaiting     *prometheus.GaugeVec
+
+	providerExpiry    *prometheus.GaugeVec
+	providerNext      *prometheus.GaugeVec
+	providerConsumers *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them with reg (controller-runtime's
@@ -67,7 +74,21 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: HostWaiting,
 		Help: "Credentials whose refresh is due but held back by their token host (429 cool-down, a failing host's probe, the in-flight limit or the per-host budget).",
 	}, []string{"host"})
-	reg.MustRegister(m.tokenExpiry, m.nextRefresh, m.attempts, m.requestDuration, m.rateLimited, m.certExpiry, m.hostWaiting)
+	perProvider := []string{"kind", "namespace", "name"}
+	m.providerExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: ProviderTokenExpiry,
+		Help: "Unix time at which the token of a TokenProvider or ClusterTokenProvider expires (namespace is empty for a ClusterTokenProvider).",
+	}, perProvider)
+	m.providerNext = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: ProviderNextRefresh,
+		Help: "Unix time of a provider's next planned token request.",
+	}, perProvider)
+	m.providerConsumers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: ProviderConsumers,
+		Help: "APICredentials that name a provider and may take its token.",
+	}, perProvider)
+	reg.MustRegister(m.tokenExpiry, m.nextRefresh, m.attempts, m.requestDuration, m.rateLimited, m.certExpiry, m.hostWaiting,
+		m.providerExpiry, m.providerNext, m.providerConsumers)
 	return m
 }
 
@@ -133,4 +154,30 @@ func (m *Metrics) SetHostWaiting(host string, n int) {
 		return
 	}
 	m.hostWaiting.WithLabelValues(host).Set(float64(n))
+}
+
+// SetProvider records a provider's token expiry, next refresh and consumer
+// count; a zero time removes its series.
+func (m *Metrics) SetProvider(kind, namespace, name string, tokenExpiry, nextRefresh time.Time, consumers int) {
+	if m == nil {
+		return
+	}
+	for g, t := range map[*prometheus.GaugeVec]time.Time{m.providerExpiry: tokenExpiry, m.providerNext: nextRefresh} {
+		if t.IsZero() {
+			g.DeleteLabelValues(kind, namespace, name)
+		} else {
+			g.WithLabelValues(kind, namespace, name).Set(float64(t.Unix()))
+		}
+	}
+	m.providerConsumers.WithLabelValues(kind, namespace, name).Set(float64(consumers))
+}
+
+// ForgetProvider removes the series of a deleted provider.
+func (m *Metrics) ForgetProvider(kind, namespace, name string) {
+	if m == nil {
+		return
+	}
+	for _, g := range []*prometheus.GaugeVec{m.providerExpiry, m.providerNext, m.providerConsumers} {
+		g.DeleteLabelValues(kind, namespace, name)
+	}
 }

@@ -102,9 +102,9 @@ func TestValidationRejects(t *testing.T) {
 		want []string
 	}{
 		{"both tokenRequest and static", withStatic,
-			[]string{"exactly one of spec.tokenRequest and spec.static must be set"}},
+			[]string{"exactly one of spec.tokenRequest, spec.static and spec.providerRef must be set"}},
 		{"neither tokenRequest nor static", func(c *authv1alpha1.APICredential) { c.Spec.TokenRequest = nil },
-			[]string{"exactly one of spec.tokenRequest and spec.static must be set"}},
+			[]string{"exactly one of spec.tokenRequest, spec.static and spec.providerRef must be set"}},
 		{"http url", func(c *authv1alpha1.APICredential) { c.Spec.TokenRequest.URL = "http://api.example.com/token" },
 			[]string{"spec.tokenRequest.url", "must start with https://"}},
 		{"form and json", func(c *authv1alpha1.APICredential) {
