@@ -146,6 +146,7 @@ func run(o options) error {
 		Workers:    o.workers,
 
 		ClusterResourceNamespace: clusterResourceNamespace(o.clusterResourceNS),
+		ClusterProviders:         len(splitList(o.watchNamespaces)) == 0,
 	}
 	rec.Tokens = auth.NewClient(auth.Options{
 		Observe:               m.ObserveRequest,

@@ -102,6 +102,11 @@ type APICredentialReconciler struct {
 	// ClusterResourceNamespace is where the Secret and ConfigMap references
 	// of ClusterTokenProviders resolve and where their token Secrets live.
 	ClusterResourceNamespace string
+	// ClusterProviders serves ClusterTokenProviders. A cluster-wide install
+	// sets it; a namespaced one cannot (it may neither list a cluster-scoped
+	// kind nor read Namespaces), and its consumers of a ClusterTokenProvider
+	// get ProviderNotFound saying so.
+	ClusterProviders bool
 
 	// Shared groups subjects whose resolved token requests are identical,
 	// so that they share one token and one call; made on first use when nil.
@@ -351,7 +356,7 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 	// A newer token minted for an identical request (another credential's,
 	// or a provider's) replaces this one at once: with a provider that
 	// revokes the previous token, the old one is already dead.
-	if m, ok := r.sharedNewer(p, inputs); ok {
+	if m, ok := r.sharedNewer(p, t, inputs); ok {
 		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
@@ -445,16 +450,6 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		return r.attemptFailed(p, err, inputs)
 	}
 	r.pool().Join(p.key(), res.key, inputs)
-	if m, ok := r.sharedNewer(p, inputs); ok && r.scheduleOf(p, m).After(p.now) {
-		// Another subject with an identical request has just refreshed:
-		// its token is this one's new token, without a call.
-		r.attemptDone(p, inputs)
-		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
-			return r.writeFailed(p, err)
-		}
-		r.adopt(p, m)
-		return nil
-	}
 	if t.secret == nil {
 		sec, err := r.claim(ctx, p.subject)
 		if err != nil {
@@ -463,8 +458,13 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		t.secret = sec
 	}
 	// One request per key at a time: a subject whose identical request is
-	// in flight waits for that answer.
-	tok, shared, others, err := r.pool().Fetch(ctx, res.key, p.key(), func() (share.Token, error) {
+	// in flight waits for that answer, and one whose identical request has
+	// just been answered takes that token if it is not due itself.
+	accept := func(tok share.Token) bool {
+		m := mintedOf(tok, inputs)
+		return r.newerShared(p, t, m) && r.scheduleOf(p, m).After(p.now)
+	}
+	tok, shared, others, err := r.pool().Fetch(ctx, res.key, p.key(), accept, func() (share.Token, error) {
 		t, err := r.Tokens.Fetch(ctx, res.request)
 		return share.Token{Value: t.Value, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}, err
 	})
@@ -528,7 +528,7 @@ func (r *APICredentialReconciler) pool() *share.Pool[subjectKey] {
 // sharedNewer is the newest token minted for the subject's request by any
 // subject with an identical one, when it is newer than the subject's own
 // token and still valid.
-func (r *APICredentialReconciler) sharedNewer(p *pass, inputs string) (minted, bool) {
+func (r *APICredentialReconciler) sharedNewer(p *pass, t target, inputs string) (minted, bool) {
 	k, ok := r.pool().KeyOf(p.key(), inputs)
 	if !ok {
 		return minted{}, false
@@ -538,10 +538,15 @@ func (r *APICredentialReconciler) sharedNewer(p *pass, inputs string) (minted, b
 		return minted{}, false
 	}
 	m := mintedOf(tok, inputs)
-	if !m.issuedAt.After(p.token.IssuedAt) || !m.state().Valid(p.now) {
-		return minted{}, false
-	}
-	return m, true
+	return m, r.newerShared(p, t, m)
+}
+
+// newerShared reports whether m, the latest token of the subject's key, is
+// another token than the one in its target, not older (issue times are
+// whole seconds: two tokens of one second compare by the pool's order) and
+// still valid.
+func (r *APICredentialReconciler) newerShared(p *pass, t target, m minted) bool {
+	return m.token != t.value && !m.issuedAt.Before(p.token.IssuedAt) && m.state().Valid(p.now)
 }
 
 // adopt records a shared token written to the subject's target.

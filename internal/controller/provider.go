@@ -111,11 +111,10 @@ func (r *APICredentialReconciler) providerSubject(o client.Object) subject {
 	return subject{cred: view, owner: o, kind: kind}
 }
 
-// clusterProviders reports whether this install serves ClusterTokenProviders:
-// only a cluster-wide one does (a namespaced install can neither list a
-// cluster-scoped kind nor read Namespaces).
+// clusterProviders reports whether this install serves ClusterTokenProviders
+// (see ClusterProviders).
 func (r *APICredentialReconciler) clusterProviders() bool {
-	return len(r.Namespaces) == 0
+	return r.ClusterProviders
 }
 
 // providerReconciler keeps the one token of each provider of one kind fresh.

@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -155,6 +157,7 @@ type harness struct {
 	config harnessConfig
 	t      *testing.T
 	ns     string
+	extra  []string // more namespaces the manager watches (withClusterProviders)
 	sb     *sandbox.Server
 	tokens *auth.Client
 	stop   context.CancelFunc
@@ -192,7 +195,22 @@ type harnessConfig struct {
 	// one the manager is built from (e.g. to reach the API server through a
 	// proxy a test can cut). Tests still assert through k8s, which does not.
 	restConfig func(*rest.Config) *rest.Config
+	// clusterProviders serves ClusterTokenProviders (only those labelled for
+	// this harness, so that parallel tests do not see each other's), with
+	// the test's namespace as the cluster resource namespace and extraNS
+	// more namespaces watched for consumers.
+	clusterProviders bool
+	extraNS          int
 }
+
+// withClusterProviders serves ClusterTokenProviders and watches n more
+// namespaces (h.extra) besides the test's own.
+func withClusterProviders(n int) harnessOption {
+	return func(c *harnessConfig) { c.clusterProviders, c.extraNS = true, n }
+}
+
+// harnessLabel marks the ClusterTokenProviders of one harness.
+const harnessLabel = "test.tokenwarden.io/harness"
 
 type harnessOption func(*harnessConfig)
 
@@ -216,6 +234,13 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	h := &harness{t: t, ns: ns.Name, sb: sb, config: hc}
+	for range hc.extraNS {
+		x := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "tw-x-"}}
+		if err := k8s.Create(context.Background(), x); err != nil {
+			t.Fatalf("creating namespace: %v", err)
+		}
+		h.extra = append(h.extra, x.Name)
+	}
 	h.secret("sandbox-ca", map[string]string{"ca.crt": string(sb.CA.CertPEM)})
 	h.startManager()
 	t.Cleanup(h.stopManager)
@@ -240,7 +265,7 @@ func (h *harness) startManager() {
 		Scheme:                 scheme,
 		Metrics:                mo,
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions([]string{h.ns}),
+		Cache:                  h.cacheOptions(),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		NewClient: func(c *rest.Config, o client.Options) (client.Client, error) {
 			cl, err := client.NewWithWatch(c, o)
@@ -261,9 +286,12 @@ func (h *harness) startManager() {
 		Clock:      clock.RealClock{},
 		Recorder:   mgr.GetEventRecorder("tokenwarden"),
 		Rand:       func() float64 { return 0.5 },
-		Namespaces: []string{h.ns},
+		Namespaces: append([]string{h.ns}, h.extra...),
 		Metrics:    testMetrics,
 		Workers:    4,
+
+		ClusterProviders:         h.config.clusterProviders,
+		ClusterResourceNamespace: h.ns,
 	}
 	ao := h.config.auth
 	ao.Observe = testMetrics.ObserveRequest
@@ -282,6 +310,18 @@ func (h *harness) startManager() {
 			h.t.Errorf("manager stopped: %v", err)
 		}
 	}()
+}
+
+// cacheOptions are the shipped ones for the harness's namespaces, with only
+// this harness's ClusterTokenProviders in view.
+func (h *harness) cacheOptions() cache.Options {
+	o := CacheOptions(append([]string{h.ns}, h.extra...))
+	if h.config.clusterProviders {
+		o.ByObject[&authv1alpha1.ClusterTokenProvider{}] = cache.ByObject{
+			Label: labels.SelectorFromSet(labels.Set{harnessLabel: h.ns}),
+		}
+	}
+	return o
 }
 
 func (h *harness) stopManager() {
@@ -439,6 +479,12 @@ func (h *harness) eventually(timeout time.Duration, f func() string) {
 // the barrier that replaces "sleep and hope the pass has run".
 func (h *harness) waitReconciled(name string) {
 	h.t.Helper()
+	h.waitReconciledIn(h.ns, name)
+}
+
+// waitReconciledIn is waitReconciled for a credential of any namespace.
+func (h *harness) waitReconciledIn(ns, name string) {
+	h.t.Helper()
 	h.eventually(readyWait, func() string {
 		families, err := crmetrics.Registry.Gather()
 		if err != nil {
@@ -453,12 +499,12 @@ func (h *harness) waitReconciled(name string) {
 				for _, l := range m.GetLabel() {
 					labels[l.GetName()] = l.GetValue()
 				}
-				if labels["namespace"] == h.ns && labels["name"] == name {
+				if labels["namespace"] == ns && labels["name"] == name {
 					return ""
 				}
 			}
 		}
-		return "no pass of " + name + " yet"
+		return "no pass of " + ns + "/" + name + " yet"
 	})
 }
 

@@ -147,12 +147,17 @@ func (p *Pool[M]) Latest(k Key) (Token, bool) {
 	return t, ok
 }
 
-// Fetch runs fetch for k unless a fetch for k is already in flight, in
-// which case it waits for that one's outcome (shared is then true). A token
-// fetched is kept as k's latest; others lists the other members of k, to be
-// told that a new token exists.
-func (p *Pool[M]) Fetch(ctx context.Context, k Key, from M, fetch func() (Token, error)) (tok Token, shared bool, others []M, err error) {
+// Fetch runs fetch for k, unless k's latest token is one the caller
+// accepts, or a fetch for k is already in flight, in which case it waits for
+// that one's outcome; shared is then true. A token fetched is kept as k's
+// latest; others lists the other members of k, to be told that a new token
+// exists.
+func (p *Pool[M]) Fetch(ctx context.Context, k Key, from M, accept func(Token) bool, fetch func() (Token, error)) (tok Token, shared bool, others []M, err error) {
 	p.mu.Lock()
+	if t, ok := p.tokens[k]; ok && accept(t) {
+		p.mu.Unlock()
+		return t, true, nil, nil
+	}
 	if f, ok := p.flights[k]; ok {
 		p.mu.Unlock()
 		select {
