@@ -188,7 +188,7 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 		return nil
 	}
 
-	samples, err := demo.LoadSamples(filepath.Join(o.repo, "config", "samples"))
+	samples, err := demo.LoadSamples(demo.SampleDirs(o.repo)...)
 	if err != nil {
 		return err
 	}
@@ -222,6 +222,7 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 			"--allow-private-networks",
 			"--metrics-bind-address=0",
 			"--health-probe-bind-address=" + probe,
+			"--cluster-resource-namespace=" + demo.ClusterResourceNamespace,
 		},
 	})
 	if err != nil {
@@ -237,10 +238,15 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 	if err := samples.Apply(ctx, c); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  applied config/samples (4 flows) to namespace payments, pointed at the sandbox\n\n")
+	fmt.Fprintf(out, "  applied config/samples (4 flows) to namespace payments, pointed at the sandbox\n")
+	if consumers := samples.Consumers(); len(consumers) > 0 {
+		fmt.Fprintf(out, "  and config/samples/providers: %d APICredentials in %s take their token from a provider (SOURCE)\n",
+			len(consumers), strings.Join(samples.ConsumerNamespaces(), ", "))
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintf(out, "In another terminal:\n")
 	fmt.Fprintf(out, "  export KUBECONFIG=%s\n", cp.AdminKubeconfig)
-	fmt.Fprintf(out, "  kubectl get apicredentials -A\n")
+	fmt.Fprintf(out, "  kubectl get apicredentials,tokenproviders -A; kubectl get clustertokenproviders\n")
 	fmt.Fprintf(out, "  kubectl -n payments get secret psp-token -o jsonpath='{.data.authorization}' | base64 -d\n\n")
 	fmt.Fprintf(out, "Ctrl-C stops everything.\n\n")
 
@@ -248,11 +254,12 @@ func demoRun(ctx context.Context, o options, out io.Writer, cleanup *stack) erro
 	if o.duration > 0 {
 		deadline = time.After(o.duration)
 	}
-	flows := map[string]string{}
+	flows, sources := map[string]string{}, map[string]string{}
 	for _, cr := range samples.Credentials() {
 		flows[cr.Namespace+"/"+cr.Name] = cr.Flow
+		sources[cr.Namespace+"/"+cr.Name] = cr.Provider
 	}
-	t := newTable(out, flows)
+	t := newTable(out, flows, sources)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -293,18 +300,19 @@ type table struct {
 	tty       bool
 	drawn     int // lines of the previous drawing, for redrawing in place
 	flows     map[string]string
+	sources   map[string]string    // the provider of a consumer ("Kind/name")
 	lastToken map[string]time.Time // lastRefreshTime seen per credential
 	refreshes map[string]int
 }
 
-func newTable(out io.Writer, flows map[string]string) *table {
+func newTable(out io.Writer, flows, sources map[string]string) *table {
 	tty := false
 	if f, ok := out.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return &table{out: out, tty: tty, flows: flows, lastToken: map[string]time.Time{}, refreshes: map[string]int{}}
+	return &table{out: out, tty: tty, flows: flows, sources: sources, lastToken: map[string]time.Time{}, refreshes: map[string]int{}}
 }
 
 func (t *table) message(s string) {
@@ -325,7 +333,7 @@ func (t *table) draw(now time.Time, items []authv1alpha1.APICredential) {
 	})
 	var buf strings.Builder
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tFLOW\tREADY\tREASON\tEXPIRES IN\tNEXT REFRESH IN\tREFRESHES")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tFLOW\tSOURCE\tREADY\tREASON\tEXPIRES IN\tNEXT REFRESH IN\tREFRESHES")
 	ready, total := 0, 0
 	for _, c := range items {
 		key := c.Namespace + "/" + c.Name
@@ -351,7 +359,15 @@ func (t *table) draw(now time.Time, items []authv1alpha1.APICredential) {
 		if reason == "" {
 			reason = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", c.Name, flow, readyStatus, reason,
+		source := t.sources[key]
+		switch {
+		case source != "":
+		case c.Spec.Static != nil:
+			source = "static"
+		default:
+			source = "own request"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", c.Namespace, c.Name, flow, source, readyStatus, reason,
 			until(now, c.Status.TokenExpiresAt, "expired"), until(now, c.Status.NextRefreshTime, "due"), t.refreshes[key])
 	}
 	_ = tw.Flush()

@@ -464,10 +464,17 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		m := mintedOf(tok, inputs)
 		return r.newerShared(p, t, m) && r.scheduleOf(p, m).After(p.now)
 	}
-	tok, shared, others, err := r.pool().Fetch(ctx, res.key, p.key(), accept, func() (share.Token, error) {
+	tok, shared, others, err := r.pool().Fetch(res.key, p.key(), accept, func() (share.Token, error) {
 		t, err := r.Tokens.Fetch(ctx, res.request)
 		return share.Token{Value: t.Value, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}, err
 	})
+	r.wake(others)
+	if errors.Is(err, share.ErrInFlight) {
+		// Woken when the identical request ends; the fallback wake-up is
+		// that request's longest possible wait.
+		p.wakeAt(p.now.Add(requestTimeout(p.cred) + time.Second))
+		return nil
+	}
 	var rl *auth.RateLimitedError
 	if errors.As(err, &rl) && rl.Local {
 		// The host held the call back (another caller took the slot since
@@ -486,7 +493,6 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 		log.Info("Token request failed", "host", host, "reason", failure.ReasonOf(err), "error", err.Error())
 		return r.attemptFailed(p, err, inputs)
 	}
-	r.wake(others)
 	m := mintedOf(tok, inputs)
 	r.remember(p.subject, m)
 	r.attemptDone(p, inputs)
@@ -840,6 +846,14 @@ func (r *APICredentialReconciler) wake(keys []subjectKey) {
 			}
 		}
 	}()
+}
+
+// requestTimeout is the timeout of the subject's token request.
+func requestTimeout(cred *authv1alpha1.APICredential) time.Duration {
+	if tr := cred.Spec.TokenRequest; tr != nil && tr.Timeout != nil {
+		return tr.Timeout.Duration
+	}
+	return auth.DefaultTimeout
 }
 
 func refreshBeforeSpec(cred *authv1alpha1.APICredential) time.Duration {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,11 @@ const (
 	CASecretName = "sandbox-ca"
 	CASecretKey  = "ca.crt"
 )
+
+// ClusterResourceNamespace is where the samples' ClusterTokenProviders keep
+// their Secrets; the demo and the e2e suite start the manager with
+// --cluster-resource-namespace set to it, as the shipped install does.
+const ClusterResourceNamespace = "tokenwarden-system"
 
 // StaticTokenLifetime is the exp of the JWT put into the static (flow D)
 // sample: far beyond its default warnBefore of a week, so it is Ready and
@@ -68,6 +74,18 @@ type Credential struct {
 	ClientID string
 	// TargetSecret is spec.target.secretName.
 	TargetSecret string
+	// Provider is "Kind/name" of the provider a consumer (spec.providerRef)
+	// takes its token from; empty otherwise. A consumer's Flow and ClientID
+	// are its provider's.
+	Provider string
+}
+
+// requester is a sample object that sends token requests: an APICredential
+// with spec.tokenRequest, a TokenProvider or a ClusterTokenProvider.
+type requester struct {
+	namespace string // where its references resolve
+	name      string
+	tr        *authv1alpha1.TokenRequest
 }
 
 // Samples are the objects of config/samples, loaded in the order of its
@@ -87,27 +105,127 @@ type Samples struct {
 	values []string
 }
 
-// LoadSamples reads the resources listed in dir/kustomization.yaml
-// (config/samples) and assigns each token-request APICredential a sandbox
-// client with a fresh random secret.
-func LoadSamples(dir string) (*Samples, error) {
+// LoadSamples reads the resources listed in the kustomization.yaml of each
+// dir (config/samples, config/samples/providers) and assigns each sample
+// that sends token requests (an APICredential with tokenRequest, a
+// TokenProvider, a ClusterTokenProvider) a sandbox client with a fresh random
+// secret.
+func LoadSamples(dirs ...string) (*Samples, error) {
+	s := &Samples{Clients: map[string]string{}}
+	s.Passphrase = s.random("p12")
+	for _, dir := range dirs {
+		if err := s.load(dir); err != nil {
+			return nil, err
+		}
+	}
+	for _, rq := range s.requesters() {
+		if _, dup := s.Clients[rq.name]; dup {
+			return nil, fmt.Errorf("two samples named %s: the sandbox client ids would clash", rq.name)
+		}
+		s.Clients[rq.name] = s.random("secret")
+	}
+	for _, c := range s.APICredentials() {
+		cred := Credential{Namespace: c.Namespace, Name: c.Name, Flow: "D", TargetSecret: string(c.Spec.Target.SecretName)}
+		tr, id := c.Spec.TokenRequest, c.Name
+		if ref := c.Spec.ProviderRef; ref != nil {
+			kind := ref.Kind
+			if kind == "" {
+				kind = authv1alpha1.KindTokenProvider
+			}
+			cred.Provider = kind + "/" + ref.Name
+			rq, ok := s.provider(kind, c.Namespace, ref.Name)
+			if !ok {
+				return nil, fmt.Errorf("sample %s/%s: %s %s is not among the samples", c.Namespace, c.Name, kind, ref.Name)
+			}
+			tr, id = rq.tr, rq.name
+		}
+		if tr != nil {
+			u, err := url.Parse(tr.URL)
+			if err != nil {
+				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+			}
+			if cred.Flow, err = flowOfPath(u.Path); err != nil {
+				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+			}
+			cred.ClientID = id
+		}
+		s.creds = append(s.creds, cred)
+	}
+	if len(s.creds) == 0 {
+		return nil, fmt.Errorf("no APICredential in %v", dirs)
+	}
+	return s, nil
+}
+
+// SampleDirs are the folders of samples under repo that the demo and the
+// e2e suite load: config/samples (one APICredential per flow) and, when it
+// exists, config/samples/providers (a ClusterTokenProvider and a
+// TokenProvider with their consumers).
+func SampleDirs(repo string) []string {
+	dirs := []string{filepath.Join(repo, "config", "samples")}
+	if _, err := os.Stat(filepath.Join(repo, "config", "samples", "providers", "kustomization.yaml")); err == nil {
+		dirs = append(dirs, filepath.Join(repo, "config", "samples", "providers"))
+	}
+	return dirs
+}
+
+// requesters lists the samples that send token requests, in sample order.
+func (s *Samples) requesters() []requester {
+	var out []requester
+	for _, o := range s.objects {
+		switch c := o.(type) {
+		case *authv1alpha1.APICredential:
+			if c.Spec.TokenRequest != nil {
+				out = append(out, requester{namespace: c.Namespace, name: c.Name, tr: c.Spec.TokenRequest})
+			}
+		case *authv1alpha1.TokenProvider:
+			out = append(out, requester{namespace: c.Namespace, name: c.Name, tr: &c.Spec.TokenRequest})
+		case *authv1alpha1.ClusterTokenProvider:
+			out = append(out, requester{namespace: ClusterResourceNamespace, name: c.Name, tr: &c.Spec.TokenRequest})
+		}
+	}
+	return out
+}
+
+// provider finds the sample provider a consumer in namespace names.
+func (s *Samples) provider(kind, namespace, name string) (requester, bool) {
+	for _, o := range s.objects {
+		switch c := o.(type) {
+		case *authv1alpha1.TokenProvider:
+			if kind == authv1alpha1.KindTokenProvider && c.Namespace == namespace && c.Name == name {
+				return requester{namespace: c.Namespace, name: c.Name, tr: &c.Spec.TokenRequest}, true
+			}
+		case *authv1alpha1.ClusterTokenProvider:
+			if kind == authv1alpha1.KindClusterTokenProvider && c.Name == name {
+				return requester{namespace: ClusterResourceNamespace, name: c.Name, tr: &c.Spec.TokenRequest}, true
+			}
+		}
+	}
+	return requester{}, false
+}
+
+// load reads the resources of dir/kustomization.yaml.
+func (s *Samples) load(dir string) error {
 	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var k struct {
 		Resources []string `json:"resources"`
 	}
 	if err := yaml.Unmarshal(raw, &k); err != nil {
-		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+		return fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
 	}
 	decoder := serializer.NewCodecFactory(Scheme()).UniversalDeserializer()
-	s := &Samples{Clients: map[string]string{}}
-	s.Passphrase = s.random("p12")
 	for _, res := range k.Resources {
+		if info, err := os.Stat(filepath.Join(dir, res)); err == nil && info.IsDir() {
+			// A folder of samples of its own (config/samples/providers) is
+			// loaded by naming it.
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(dir, res))
 		if err != nil {
-			return nil, fmt.Errorf("sample %s (only files are supported): %w", res, err)
+			return fmt.Errorf("sample %s (only files are supported): %w", res, err)
 		}
 		docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 		for {
@@ -116,18 +234,18 @@ func LoadSamples(dir string) (*Samples, error) {
 				break
 			}
 			if err != nil {
-				return nil, fmt.Errorf("sample %s: %w", res, err)
+				return fmt.Errorf("sample %s: %w", res, err)
 			}
 			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 				continue
 			}
 			obj, gvk, err := decoder.Decode(doc, nil, nil)
 			if err != nil {
-				return nil, fmt.Errorf("sample %s: %w", res, err)
+				return fmt.Errorf("sample %s: %w", res, err)
 			}
 			co, ok := obj.(client.Object)
 			if !ok {
-				return nil, fmt.Errorf("sample %s: %s is not an object", res, gvk)
+				return fmt.Errorf("sample %s: %s is not an object", res, gvk)
 			}
 			if sec, ok := co.(*corev1.Secret); ok {
 				// One place for values: fold stringData into data.
@@ -143,28 +261,7 @@ func LoadSamples(dir string) (*Samples, error) {
 			s.gvks = append(s.gvks, *gvk)
 		}
 	}
-	for _, c := range s.APICredentials() {
-		cred := Credential{Namespace: c.Namespace, Name: c.Name, Flow: "D", TargetSecret: string(c.Spec.Target.SecretName)}
-		if tr := c.Spec.TokenRequest; tr != nil {
-			u, err := url.Parse(tr.URL)
-			if err != nil {
-				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
-			}
-			if cred.Flow, err = flowOfPath(u.Path); err != nil {
-				return nil, fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
-			}
-			cred.ClientID = c.Name
-			if _, dup := s.Clients[c.Name]; dup {
-				return nil, fmt.Errorf("two samples named %s: the sandbox client ids would clash", c.Name)
-			}
-			s.Clients[c.Name] = s.random("secret")
-		}
-		s.creds = append(s.creds, cred)
-	}
-	if len(s.creds) == 0 {
-		return nil, fmt.Errorf("no APICredential in %s", dir)
-	}
-	return s, nil
+	return nil
 }
 
 // stripComments drops comment-only lines, so that a document holding
@@ -204,6 +301,29 @@ func (s *Samples) random(prefix string) string {
 
 // Credentials lists the sample APICredentials in sample order.
 func (s *Samples) Credentials() []Credential { return append([]Credential(nil), s.creds...) }
+
+// Consumers are the credentials that take their token from a provider.
+func (s *Samples) Consumers() []Credential {
+	var out []Credential
+	for _, c := range s.creds {
+		if c.Provider != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ConsumerNamespaces are the namespaces of Consumers, sorted, once each.
+func (s *Samples) ConsumerNamespaces() []string {
+	var out []string
+	for _, c := range s.Consumers() {
+		if !slices.Contains(out, c.Namespace) {
+			out = append(out, c.Namespace)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // SecretValues are every secret value the samples were filled with (client
 // secrets, the PKCS#12 passphrase, the static token and its secret); none
@@ -282,9 +402,7 @@ func (s *Samples) PointAt(p Provider) error {
 	if err != nil {
 		return err
 	}
-	caNamespaces := map[string]bool{}
-	for i, c := range s.APICredentials() {
-		id := s.creds[i].ClientID
+	for _, c := range s.APICredentials() {
 		if st := c.Spec.Static; st != nil {
 			sec, err := s.secret(c.Namespace, string(st.SecretName))
 			if err != nil {
@@ -296,9 +414,11 @@ func (s *Samples) PointAt(p Provider) error {
 			if st.SecretKey != nil {
 				sec.Data[string(*st.SecretKey)] = []byte(s.random("app-secret"))
 			}
-			continue
 		}
-		tr := c.Spec.TokenRequest
+	}
+	caNamespaces := map[string]bool{}
+	for _, rq := range s.requesters() {
+		id, tr, ns := rq.name, rq.tr, rq.namespace
 		u, err := url.Parse(tr.URL)
 		if err != nil {
 			return err
@@ -307,17 +427,17 @@ func (s *Samples) PointAt(p Provider) error {
 		tr.URL = u.String()
 		caName := authv1alpha1.SecretName(CASecretName)
 		tr.CABundle = &authv1alpha1.CABundle{SecretName: &caName, Key: CASecretKey}
-		if !caNamespaces[c.Namespace] {
-			caNamespaces[c.Namespace] = true
+		if !caNamespaces[ns] {
+			caNamespaces[ns] = true
 			s.objects = append(s.objects, &corev1.Secret{
-				ObjectMeta: metaIn(c.Namespace, CASecretName),
+				ObjectMeta: metaIn(ns, CASecretName),
 				Data:       map[string][]byte{CASecretKey: p.CACertPEM()},
 			})
 			s.gvks = append(s.gvks, corev1.SchemeGroupVersion.WithKind("Secret"))
 		}
 		secret := s.Clients[id]
 		if ba := tr.BasicAuth; ba != nil {
-			sec, err := s.secret(c.Namespace, string(ba.SecretName))
+			sec, err := s.secret(ns, string(ba.SecretName))
 			if err != nil {
 				return err
 			}
@@ -325,7 +445,7 @@ func (s *Samples) PointAt(p Provider) error {
 			sec.Data[string(ba.PasswordKey)] = []byte(secret)
 		}
 		if cc := tr.ClientCertificate; cc != nil {
-			if err := s.fillCertificate(p, c, cc, id); err != nil {
+			if err := s.fillCertificate(p, rq, cc); err != nil {
 				return err
 			}
 		}
@@ -335,13 +455,13 @@ func (s *Samples) PointAt(p Provider) error {
 					continue
 				}
 				ref := prm.ValueFrom.SecretKeyRef
-				sec, err := s.secret(c.Namespace, string(ref.Name))
+				sec, err := s.secret(ns, string(ref.Name))
 				if err != nil {
 					return err
 				}
 				v, err := parameterValue(prm.Name, id, secret)
 				if err != nil {
-					return fmt.Errorf("sample %s/%s: %w", c.Namespace, c.Name, err)
+					return fmt.Errorf("sample %s/%s: %w", ns, id, err)
 				}
 				sec.Data[string(ref.Key)] = []byte(v)
 			}
@@ -350,14 +470,15 @@ func (s *Samples) PointAt(p Provider) error {
 	return nil
 }
 
-func (s *Samples) fillCertificate(p Provider, c *authv1alpha1.APICredential, cc *authv1alpha1.ClientCertificate, id string) error {
-	sec, err := s.secret(c.Namespace, string(cc.SecretName))
+func (s *Samples) fillCertificate(p Provider, rq requester, cc *authv1alpha1.ClientCertificate) error {
+	id := rq.name
+	sec, err := s.secret(rq.namespace, string(cc.SecretName))
 	if err != nil {
 		return err
 	}
 	if cc.PKCS12Key != nil {
 		if cc.PassphraseKey == nil {
-			return fmt.Errorf("sample %s/%s: a PKCS#12 bundle without passphraseKey is not supported by the sandbox", c.Namespace, c.Name)
+			return fmt.Errorf("sample %s/%s: a PKCS#12 bundle without passphraseKey is not supported by the sandbox", rq.namespace, rq.name)
 		}
 		p12, err := p.ClientFile(id, "p12")
 		if err != nil {
@@ -368,7 +489,7 @@ func (s *Samples) fillCertificate(p Provider, c *authv1alpha1.APICredential, cc 
 		return nil
 	}
 	if cc.PassphraseKey != nil {
-		return fmt.Errorf("sample %s/%s: the sandbox writes unencrypted PEM keys; drop passphraseKey", c.Namespace, c.Name)
+		return fmt.Errorf("sample %s/%s: the sandbox writes unencrypted PEM keys; drop passphraseKey", rq.namespace, rq.name)
 	}
 	crt, err := p.ClientFile(id, "crt")
 	if err != nil {

@@ -11,11 +11,11 @@
 package share
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"hash"
 	"sync"
 	"time"
@@ -53,10 +53,14 @@ func (h *Hasher) Sum() Key {
 }
 
 type flight struct {
-	done chan struct{}
-	tok  Token
-	err  error
+	waiters map[any]struct{}
 }
+
+// ErrInFlight is Fetch's answer while another member's request for the same
+// key is in flight: the caller is told when it ends (in others of that
+// Fetch), and must not block a worker meanwhile, as a provider that never
+// answers would hold every waiter for its whole timeout.
+var ErrInFlight = errors.New("an identical token request is in flight")
 
 // Pool is the set of shared tokens of one process. M identifies a member.
 type Pool[M comparable] struct {
@@ -148,44 +152,46 @@ func (p *Pool[M]) Latest(k Key) (Token, bool) {
 }
 
 // Fetch runs fetch for k, unless k's latest token is one the caller
-// accepts, or a fetch for k is already in flight, in which case it waits for
-// that one's outcome; shared is then true. A token fetched is kept as k's
-// latest; others lists the other members of k, to be told that a new token
-// exists.
-func (p *Pool[M]) Fetch(ctx context.Context, k Key, from M, accept func(Token) bool, fetch func() (Token, error)) (tok Token, shared bool, others []M, err error) {
+// accepts (it is returned, shared true), or a fetch for k is already in
+// flight (ErrInFlight, shared true: the caller waits to be told). A token
+// fetched is kept as k's latest. others lists whom to tell that the fetch
+// ended: the members that asked while it was in flight, and on success every
+// other member of k.
+func (p *Pool[M]) Fetch(k Key, from M, accept func(Token) bool, fetch func() (Token, error)) (tok Token, shared bool, others []M, err error) {
 	p.mu.Lock()
 	if t, ok := p.tokens[k]; ok && accept(t) {
 		p.mu.Unlock()
 		return t, true, nil, nil
 	}
 	if f, ok := p.flights[k]; ok {
+		f.waiters[from] = struct{}{}
 		p.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.tok, true, nil, f.err
-		case <-ctx.Done():
-			return Token{}, true, nil, ctx.Err()
-		}
+		return Token{}, true, nil, ErrInFlight
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{waiters: map[any]struct{}{}}
 	p.flights[k] = f
 	p.mu.Unlock()
 
-	f.tok, f.err = fetch()
+	tok, err = fetch()
 
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	delete(p.flights, k)
-	if f.err == nil {
-		if cur, ok := p.tokens[k]; !ok || f.tok.IssuedAt.After(cur.IssuedAt) {
-			p.tokens[k] = f.tok
+	tell := map[M]struct{}{}
+	for w := range f.waiters {
+		tell[w.(M)] = struct{}{}
+	}
+	if err == nil {
+		if cur, ok := p.tokens[k]; !ok || tok.IssuedAt.After(cur.IssuedAt) {
+			p.tokens[k] = tok
 		}
 		for m := range p.members[k] {
-			if m != from {
-				others = append(others, m)
-			}
+			tell[m] = struct{}{}
 		}
 	}
-	p.mu.Unlock()
-	close(f.done)
-	return f.tok, false, others, f.err
+	delete(tell, from)
+	for m := range tell {
+		others = append(others, m)
+	}
+	return tok, false, others, err
 }

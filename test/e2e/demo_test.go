@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/demo"
 )
 
 var (
@@ -43,8 +45,9 @@ func TestDemo(t *testing.T) {
 	d := startDemo(t)
 	// Building (warm cache), the control plane (~5 s), Ready (~1 s) and a
 	// first refresh of a 60 s token (18-30 s).
-	d.waitFor("four credentials Ready and a refresh", 4*time.Minute, func(s demoStatus) bool {
-		return s.ready == 4 && s.total == 4 && s.refreshes >= 1
+	want := sampleCount(t)
+	d.waitFor(fmt.Sprintf("all %d sample credentials Ready and a refresh", want), 4*time.Minute, func(s demoStatus) bool {
+		return s.ready == want && s.total == want && s.refreshes >= 1
 	})
 	d.stop(syscall.SIGINT, func() { d.signalGroup(syscall.SIGINT) })
 	d.expectCleanStopLine()
@@ -58,8 +61,9 @@ func TestDemo(t *testing.T) {
 // must stop in order as on Ctrl-C.
 func TestDemoStopsOnHangup(t *testing.T) {
 	d := startDemo(t)
-	d.waitFor("four credentials Ready", 4*time.Minute, func(s demoStatus) bool {
-		return s.ready == 4 && s.total == 4
+	want := sampleCount(t)
+	d.waitFor(fmt.Sprintf("all %d sample credentials Ready", want), 4*time.Minute, func(s demoStatus) bool {
+		return s.ready == want && s.total == want
 	})
 	d.stop(syscall.SIGHUP, func() { d.signalGroup(syscall.SIGHUP) })
 	d.expectCleanStopLine()
@@ -86,8 +90,9 @@ func TestDemoStopsOnHangup(t *testing.T) {
 // however the demo ended.
 func TestDemoStopsWhenOutputPipeCloses(t *testing.T) {
 	d := startDemo(t)
-	d.waitFor("four credentials Ready", 4*time.Minute, func(s demoStatus) bool {
-		return s.ready == 4 && s.total == 4
+	want := sampleCount(t)
+	d.waitFor(fmt.Sprintf("all %d sample credentials Ready", want), 4*time.Minute, func(s demoStatus) bool {
+		return s.ready == want && s.total == want
 	})
 	d.stop(syscall.SIGINT, func() {
 		d.closeStdout()
@@ -133,6 +138,17 @@ type demoWaiter struct {
 // startDemo starts `make demo` in a process group of its own, with stdout
 // and stderr on two pipes the test reads line by line. Should the test end
 // before the demo has stopped, the group is killed.
+// sampleCount is how many APICredentials the demo applies: the four flows
+// and the consumers of the provider samples.
+func sampleCount(t *testing.T) int {
+	t.Helper()
+	s, err := demo.LoadSamples(demo.SampleDirs(root)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(s.Credentials())
+}
+
 func startDemo(t *testing.T) *demoRun {
 	t.Helper()
 	cmd := exec.Command("make", "--no-print-directory", "demo")
