@@ -19,6 +19,11 @@ const (
 	// AnnotationRefreshRequestedAt on an APICredential, a TokenProvider or a
 	// ClusterTokenProvider asks for one refresh now when its value changes.
 	AnnotationRefreshRequestedAt = "auth.tokenwarden.io/refresh-requested-at"
+	// AnnotationSecretsUpdatedAt on a Pod selected by spec.target.syncPods
+	// is when tokenwarden last wrote a new token into a Secret the Pod
+	// mounts (RFC 3339 with nanoseconds). Its change makes the kubelet
+	// refresh the Pod's Secret volumes at once.
+	AnnotationSecretsUpdatedAt = "auth.tokenwarden.io/secrets-updated-at"
 	// LabelProvider names the TokenProvider or ClusterTokenProvider that owns
 	// a provider token Secret.
 	LabelProvider = "auth.tokenwarden.io/provider"
@@ -30,6 +35,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionDegraded is True when the most recent attempt failed.
 	ConditionDegraded = "Degraded"
+	// ConditionPodsSynced (only with spec.target.syncPods) is True when the
+	// Pods selected were told of the last new token.
+	ConditionPodsSynced = "PodsSynced"
 
 	// ReasonTokenValid (Ready=True): the target Secret holds an unexpired token.
 	ReasonTokenValid = "TokenValid"
@@ -72,6 +80,17 @@ const (
 	// ReasonTokenExpiringSoon (Degraded=True, static flow): the token
 	// expires within spec.static.warnBefore.
 	ReasonTokenExpiringSoon = "TokenExpiringSoon"
+
+	// ReasonPodsSynced (PodsSynced=True): every selected Pod was annotated
+	// after the last new token was written.
+	ReasonPodsSynced = "PodsSynced"
+	// ReasonPodSyncForbidden (PodsSynced=False): the operator may not list
+	// or patch Pods in this namespace (the optional pod-sync RBAC is not
+	// installed); the kubelet picks the token up at its own pace.
+	ReasonPodSyncForbidden = "PodSyncForbidden"
+	// ReasonPodSyncFailed (PodsSynced=False): listing or patching the
+	// selected Pods failed; the kubelet picks the token up at its own pace.
+	ReasonPodSyncFailed = "PodSyncFailed"
 
 	// ReasonProviderNotFound (Degraded=True, consumers): the TokenProvider
 	// or ClusterTokenProvider named in spec.providerRef does not exist, or
@@ -402,6 +421,21 @@ type TargetSecret struct {
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="spec.target.template keys must be valid Secret keys (letters, digits, '-', '_' and '.')"
 	Template map[string]string `json:"template,omitempty"`
+	// SyncPods delivers each new token to running Pods at once: after it
+	// is written, tokenwarden annotates the selected Pods of this namespace
+	// (auth.tokenwarden.io/secrets-updated-at), which makes the kubelet
+	// refresh their Secret volumes within about a second instead of at its
+	// next periodic sync (up to a minute and a half by default). No Pod is
+	// restarted. Needs the optional pod-sync RBAC (pods list and patch);
+	// without it the PodsSynced condition says so.
+	// +optional
+	SyncPods *PodSync `json:"syncPods,omitempty"`
+}
+
+// PodSync selects the Pods told of each new token.
+type PodSync struct {
+	// Selector selects Pods in the APICredential's namespace by label.
+	Selector metav1.LabelSelector `json:"selector"`
 }
 
 // TargetKeys renames the keys written into the target Secret.

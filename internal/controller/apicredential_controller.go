@@ -253,6 +253,9 @@ type pass struct {
 	// recovering is true when the target Secret holds a token minted from
 	// the current inputs: a broken answer is then a passing fault.
 	recovering bool
+	// podSync is what telling the Pods of spec.target.syncPods gave, when
+	// this pass wrote a token.
+	podSync *podSyncResult
 }
 
 func (p *pass) wakeAt(t time.Time) {
@@ -346,7 +349,7 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 	// or someone deleted the Secret) is written again, never asked for twice.
 	mem, inMemory := r.lastMinted(p.subject)
 	if inMemory && mem.inputs == inputs && mem.state().Valid(p.now) && !t.holds(mem.minted) {
-		if err := r.writeTarget(ctx, p.subject, t.secret, mem.minted); err != nil {
+		if err := r.writeTarget(ctx, p, t.secret, mem.minted); err != nil {
 			return r.writeFailed(p, err)
 		}
 		p.token = mem.state()
@@ -357,7 +360,7 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 	// or a provider's) replaces this one at once: with a provider that
 	// revokes the previous token, the old one is already dead.
 	if m, ok := r.sharedNewer(p, t, inputs); ok {
-		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+		if err := r.writeTarget(ctx, p, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
 		r.adopt(p, m)
@@ -372,7 +375,7 @@ func (r *APICredentialReconciler) run(ctx context.Context, p *pass, t target) er
 			p.token = refresh.Token{}
 			return r.decide(ctx, p, t, inputs)
 		}
-		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+		if err := r.writeTarget(ctx, p, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
 		r.event(p.owner, corev1.EventTypeNormal, EventTargetRestored, "Restore",
@@ -497,7 +500,7 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	r.remember(p.subject, m)
 	r.attemptDone(p, inputs)
 	r.Metrics.Attempt(true, authv1alpha1.ReasonRefreshSucceeded)
-	if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+	if err := r.writeTarget(ctx, p, t.secret, m); err != nil {
 		return r.writeFailed(p, err)
 	}
 	p.token = m.state()
@@ -670,6 +673,7 @@ func (r *APICredentialReconciler) localFailure(p *pass, fe *failure.Error) {
 // fields every pass shares.
 func (p *pass) finish() {
 	p.status.ObservedGeneration = p.cred.Generation
+	p.finishPodSync()
 	staticNoExpiry := p.cred.Spec.Static != nil && !p.token.IssuedAt.IsZero() && p.token.ExpiresAt.IsZero()
 	switch {
 	case staticNoExpiry:

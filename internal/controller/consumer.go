@@ -44,7 +44,7 @@ func (r *APICredentialReconciler) copyFromProvider(ctx context.Context, p *pass,
 		return r.consumerFailed(p, fe)
 	}
 	if !t.holds(src.minted) || t.drifted {
-		if err := r.writeTarget(ctx, p.subject, t.secret, src.minted); err != nil {
+		if err := r.writeTarget(ctx, p, t.secret, src.minted); err != nil {
 			return r.writeFailed(p, err)
 		}
 		r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Copy",

@@ -34,7 +34,7 @@ func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t tar
 			return err
 		}
 		r.attemptDone(p, inputs)
-		if err := r.writeTarget(ctx, p.subject, t.secret, m); err != nil {
+		if err := r.writeTarget(ctx, p, t.secret, m); err != nil {
 			return r.writeFailed(p, err)
 		}
 		p.token = m.state()

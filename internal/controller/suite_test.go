@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -166,6 +167,8 @@ type harness struct {
 	// failErr, to prove a failed write never causes a second provider call.
 	failUpdates atomic.Int32
 	failErr     error
+	// forbidPods refuses patches of Pods (see interceptPatch).
+	forbidPods atomic.Bool
 	// apiReads counts the reconciler's uncached reads (source Secrets and
 	// ConfigMaps, through APIReader).
 	apiReads atomic.Int64
@@ -272,7 +275,7 @@ func (h *harness) startManager() {
 			if err != nil {
 				return nil, err
 			}
-			return interceptor.NewClient(cl, interceptor.Funcs{Update: h.interceptUpdate}), nil
+			return interceptor.NewClient(cl, interceptor.Funcs{Update: h.interceptUpdate, Patch: h.interceptPatch}), nil
 		},
 	})
 	if err != nil {
@@ -330,6 +333,15 @@ func (h *harness) stopManager() {
 		<-h.done
 		h.stop = nil
 	}
+}
+
+// interceptPatch refuses patches of Pods while forbidPods is set, as an API
+// server does for an operator without the optional pod-sync RBAC.
+func (h *harness) interceptPatch(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.Kind == "Pod" && h.forbidPods.Load() {
+		return apierrors.NewForbidden(corev1.Resource("pods"), obj.GetName(), errors.New("no pod-sync RBAC"))
+	}
+	return c.Patch(ctx, obj, patch, opts...)
 }
 
 func (h *harness) interceptUpdate(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {

@@ -230,7 +230,17 @@ func checkTemplates(spec *authv1alpha1.TargetSecret) error {
 // writeTarget creates or updates the target Secret with m. A conflict is
 // retried here as a write, re-reading the Secret; it never leads to a second
 // token request.
-func (r *APICredentialReconciler) writeTarget(ctx context.Context, s subject, existing *corev1.Secret, m minted) error {
+// Pods selected by spec.target.syncPods are told of the new token after it.
+func (r *APICredentialReconciler) writeTarget(ctx context.Context, p *pass, existing *corev1.Secret, m minted) error {
+	if err := r.writeSecret(ctx, p.subject, existing, m); err != nil {
+		return err
+	}
+	r.syncPods(ctx, p)
+	return nil
+}
+
+// writeSecret is writeTarget without the Pods.
+func (r *APICredentialReconciler) writeSecret(ctx context.Context, s subject, existing *corev1.Secret, m minted) error {
 	cred := s.cred
 	data, err := renderData(&cred.Spec.Target, m)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -118,6 +119,13 @@ func LoadSamples(dirs ...string) (*Samples, error) {
 			return nil, err
 		}
 	}
+	// The cluster resource namespace exists in a real install, not in the
+	// demo's bare control plane: add it when a sample needs it.
+	if s.needsNamespace(ClusterResourceNamespace) {
+		ns := &corev1.Namespace{ObjectMeta: metaIn("", ClusterResourceNamespace)}
+		s.objects = append(s.objects, ns)
+		s.gvks = append(s.gvks, corev1.SchemeGroupVersion.WithKind("Namespace"))
+	}
 	for _, rq := range s.requesters() {
 		if _, dup := s.Clients[rq.name]; dup {
 			return nil, fmt.Errorf("two samples named %s: the sandbox client ids would clash", rq.name)
@@ -167,6 +175,24 @@ func SampleDirs(repo string) []string {
 		dirs = append(dirs, filepath.Join(repo, "config", "samples", "providers"))
 	}
 	return dirs
+}
+
+// needsNamespace reports whether a sample lives in namespace ns (a Secret
+// of a ClusterTokenProvider) while no sample creates it.
+func (s *Samples) needsNamespace(ns string) bool {
+	used := false
+	for _, o := range s.objects {
+		if n, ok := o.(*corev1.Namespace); ok && n.Name == ns {
+			return false
+		}
+		if _, ok := o.(*authv1alpha1.ClusterTokenProvider); ok && ns == ClusterResourceNamespace {
+			used = true
+		}
+		if o.GetNamespace() == ns {
+			used = true
+		}
+	}
+	return used
 }
 
 // requesters lists the samples that send token requests, in sample order.
@@ -538,7 +564,11 @@ func (s *Samples) YAML() ([]byte, error) {
 // Apply creates the objects with c, namespaces first.
 func (s *Samples) Apply(ctx context.Context, c client.Client) error {
 	for _, o := range s.Objects() {
-		if err := c.Create(ctx, o); err != nil {
+		err := c.Create(ctx, o)
+		if _, isNS := o.(*corev1.Namespace); isNS && apierrors.IsAlreadyExists(err) {
+			continue // the install's own namespace, say
+		}
+		if err != nil {
 			return fmt.Errorf("creating %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
 		}
 	}
