@@ -53,7 +53,7 @@ type TokenProviderSpec struct {
 // AllowedNamespaces says which namespaces may consume a
 // ClusterTokenProvider: a namespace named in names, or one whose labels
 // match selector. Without it no namespace may.
-// +kubebuilder:validation:XValidation:rule="has(self.names) || has(self.selector)",message="spec.allowedNamespaces needs names, a selector, or both; leave it out to allow no namespace"
+// +kubebuilder:validation:XValidation:rule="(has(self.names) && size(self.names) > 0) || has(self.selector)",message="spec.allowedNamespaces needs names, a selector, or both; leave it out to allow no namespace"
 type AllowedNamespaces struct {
 	// Names of namespaces allowed.
 	// +optional
@@ -97,6 +97,7 @@ type TokenProviderStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tp,categories=tokenwarden
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 247",message="metadata.name must be at most 247 characters: the token Secret is named <name>-token"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.tokenExpiresAt`
@@ -129,6 +130,7 @@ type TokenProviderList struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=ctp,categories=tokenwarden
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 247",message="metadata.name must be at most 247 characters: the token Secret is named <name>-token"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.tokenExpiresAt`

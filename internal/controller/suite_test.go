@@ -574,6 +574,20 @@ func (h *harness) checkNoLeaks() {
 		b, _ := json.Marshal(c.Status)
 		text.Write(b)
 	}
+	// Providers' status too: the namespace's TokenProviders and this
+	// harness's ClusterTokenProviders.
+	var tps authv1alpha1.TokenProviderList
+	_ = k8s.List(context.Background(), &tps, client.InNamespace(h.ns))
+	var ctps authv1alpha1.ClusterTokenProviderList
+	_ = k8s.List(context.Background(), &ctps, client.MatchingLabels{harnessLabel: h.ns})
+	for _, p := range tps.Items {
+		b, _ := json.Marshal(p.Status)
+		text.Write(b)
+	}
+	for _, p := range ctps.Items {
+		b, _ := json.Marshal(p.Status)
+		text.Write(b)
+	}
 	for _, e := range h.events() {
 		b, _ := json.Marshal(e)
 		text.Write(b)
