@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -34,6 +35,10 @@ type ControlPlaneOptions struct {
 	// (the demo); the e2e suite leaves it empty and applies config/crd with
 	// kubectl like a user.
 	CRDDirectory string
+	// AdmissionPlugins are enabled on the API server besides its defaults,
+	// for example OwnerReferencesPermissionEnforcement, which some
+	// distributions turn on.
+	AdmissionPlugins []string
 }
 
 // StartControlPlane starts kube-apiserver and etcd. The caller stops them
@@ -54,6 +59,9 @@ func StartControlPlane(o ControlPlaneOptions) (*ControlPlane, error) {
 			APIServer: &envtest.APIServer{CertDir: filepath.Join(o.Dir, "apiserver")},
 			Etcd:      &envtest.Etcd{DataDir: filepath.Join(o.Dir, "etcd")},
 		},
+	}
+	if len(o.AdmissionPlugins) > 0 {
+		env.ControlPlane.APIServer.Configure().Set("enable-admission-plugins", strings.Join(o.AdmissionPlugins, ","))
 	}
 	if o.CRDDirectory != "" {
 		env.CRDDirectoryPaths = []string{o.CRDDirectory}

@@ -92,7 +92,13 @@ func TestOperator(t *testing.T) {
 	}
 
 	start := time.Now()
-	cp, err := demo.StartControlPlane(demo.ControlPlaneOptions{Dir: filepath.Join(o.dir, "control-plane")})
+	// With owner-reference permissions enforced, as some distributions do:
+	// a blocking owner reference on a target Secret needs update rights on
+	// the owner's finalizers, which the shipped RBAC must grant.
+	cp, err := demo.StartControlPlane(demo.ControlPlaneOptions{
+		Dir:              filepath.Join(o.dir, "control-plane"),
+		AdmissionPlugins: []string{"OwnerReferencesPermissionEnforcement"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
