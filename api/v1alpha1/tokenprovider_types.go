@@ -86,7 +86,7 @@ type TokenProviderStatus struct {
 	// Consumers counts the APICredentials that name this provider and may
 	// take its token.
 	// +optional
-	Consumers int32 `json:"consumers,omitempty"`
+	Consumers int32 `json:"consumers"`
 }
 
 // TokenProvider holds one provider client and mints one token per lifetime
