@@ -86,7 +86,7 @@ func quoted() []quote {
 			troubleshooting("treated as a broken configuration and not hammered"),
 			troubleshooting("Someone edited or removed `token`"),
 			reference("| Failing host |"),
-			reference("| `status.lastAttemptTime` |"),
+			reference("| `status.lastAttemptTime` | timestamp | When the operator"),
 			troubleshooting("`tokenwarden_host_waiting_credentials` for"),
 			designNotes("**Minimum interval between two provider calls of one credential.**"),
 			designNotes("a broken configuration is not hammered"),

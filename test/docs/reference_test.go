@@ -1,7 +1,8 @@
 // Package docs_test keeps docs/reference.md in step with the code: every
-// APICredential field, condition type and reason, event reason, metric,
-// manager flag, label, annotation and printer column that exists in the code
-// must appear in the reference, in its own section, as a `code span`.
+// APICredential, TokenProvider and ClusterTokenProvider field, condition type
+// and reason, event reason and action, metric, manager flag, label,
+// annotation and printer column that exists in the code must appear in the
+// reference, in its own section, as a `code span`.
 //
 // Everything is collected from the code itself (reflection over the API
 // types, go/parser over the sources, the metrics as registered), never from a
@@ -33,6 +34,7 @@ import (
 const (
 	sectionSpec        = "Spec fields"
 	sectionStatus      = "Status fields"
+	sectionProvider    = "Provider fields"
 	sectionConditions  = "Conditions"
 	sectionEvents      = "Events"
 	sectionMetrics     = "Metrics"
@@ -48,8 +50,9 @@ type item struct {
 	section string
 	want    string
 	from    string
-	// labels, for a metric, must appear on the same line as its name.
-	labels []string
+	// alongside must appear on the same line as want: the labels of a
+	// metric, the action of an event reason.
+	alongside []string
 }
 
 func TestReferenceListsEverythingInTheCode(t *testing.T) {
@@ -87,7 +90,7 @@ func TestCheckCatchesOmissions(t *testing.T) {
 			t.Errorf("removing the lines documenting %q (%s) went unnoticed", it.want, it.section)
 		}
 	}
-	for _, s := range []string{sectionSpec, sectionStatus, sectionConditions, sectionEvents,
+	for _, s := range []string{sectionSpec, sectionStatus, sectionProvider, sectionConditions, sectionEvents,
 		sectionMetrics, sectionFlags, sectionMetadata, sectionPrintColumn} {
 		if !seen[s] {
 			t.Errorf("nothing was collected for section %q", s)
@@ -113,7 +116,7 @@ func missing(doc string, items []item) []string {
 				continue
 			}
 			found = true
-			if !slices.ContainsFunc(it.labels, func(l string) bool { return !slices.Contains(spans, l) }) {
+			if !slices.ContainsFunc(it.alongside, func(l string) bool { return !slices.Contains(spans, l) }) {
 				complete = true
 				break
 			}
@@ -122,8 +125,8 @@ func missing(doc string, items []item) []string {
 		case !found:
 			out = append(out, fmt.Sprintf("docs/reference.md, section %q: `%s` is not listed (from %s)", it.section, it.want, it.from))
 		case !complete:
-			out = append(out, fmt.Sprintf("docs/reference.md, section %q: no line of `%s` names all its labels %v (from %s)",
-				it.section, it.want, it.labels, it.from))
+			out = append(out, fmt.Sprintf("docs/reference.md, section %q: no line of `%s` also names %v (from %s)",
+				it.section, it.want, it.alongside, it.from))
 		}
 	}
 	return out
@@ -202,8 +205,30 @@ func collect(t *testing.T, root string) []item {
 	add(sectionSpec, "api/v1alpha1 APICredentialSpec", spec...)
 	add(sectionStatus, "api/v1alpha1 APICredentialStatus", status...)
 
-	typesFile := filepath.Join(root, "api", "v1alpha1", "apicredential_types.go")
-	apiConsts := stringConsts(t, typesFile)
+	// The provider kinds: every field they add, and the top-level fields
+	// they share with an APICredential (spec.tokenRequest, status.*). Deeper
+	// shared fields (spec.tokenRequest.url, ...) have one schema, documented
+	// once under the APICredential's sections.
+	shared := map[string]bool{}
+	for _, f := range slices.Concat(spec, status) {
+		shared[f] = true
+	}
+	var provider []string
+	for _, f := range slices.Concat(
+		jsonFields(reflect.TypeFor[authv1alpha1.TokenProviderSpec](), "spec"),
+		jsonFields(reflect.TypeFor[authv1alpha1.ClusterTokenProviderSpec](), "spec"),
+		jsonFields(reflect.TypeFor[authv1alpha1.TokenProviderStatus](), "status")) {
+		if !shared[f] || strings.Count(f, ".") == 1 {
+			provider = append(provider, f)
+		}
+	}
+	slices.Sort(provider)
+	provider = slices.Compact(provider)
+	atLeast(t, "provider fields", provider, 15)
+	add(sectionProvider, "api/v1alpha1 TokenProviderSpec, ClusterTokenProviderSpec, TokenProviderStatus", provider...)
+
+	apiDir := filepath.Join(root, "api", "v1alpha1")
+	apiConsts := packageStringConsts(t, apiDir)
 	conditions := withPrefix(apiConsts, "Condition", "Reason")
 	metadata := withPrefix(apiConsts, "Annotation", "Label")
 	atLeast(t, "condition types and reasons", conditions, 10)
@@ -223,6 +248,19 @@ func collect(t *testing.T, root string) []item {
 	events = slices.Compact(events)
 	atLeast(t, "event reasons", events, 5)
 	add(sectionEvents, "internal/controller and internal/failure Event* constants", events...)
+	// The action of every event the controller emits, on the line of its
+	// reason when the reason is a constant.
+	actions := eventActions(t, filepath.Join(root, "internal", "controller"), controllerConsts)
+	if len(actions) < 6 {
+		t.Fatalf("found only %d event calls in internal/controller (%v); the collector is probably broken", len(actions), actions)
+	}
+	for _, a := range actions {
+		it := item{section: sectionEvents, want: a.action, from: a.from}
+		if a.reason != "" {
+			it = item{section: sectionEvents, want: a.reason, from: a.from, alongside: []string{a.action}}
+		}
+		items = append(items, it)
+	}
 	add(sectionMetadata, "internal/controller Annotation* constants", withPrefix(controllerConsts, "Annotation")...)
 
 	// Metrics: the names and labels as registered, plus every metric name
@@ -230,7 +268,7 @@ func collect(t *testing.T, root string) []item {
 	registered := registeredMetrics()
 	atLeast(t, "registered metrics", keys(registered), 5)
 	for _, name := range keys(registered) {
-		items = append(items, item{section: sectionMetrics, want: name, from: "internal/metrics New (as registered)", labels: registered[name]})
+		items = append(items, item{section: sectionMetrics, want: name, from: "internal/metrics New (as registered)", alongside: registered[name]})
 	}
 	var metricConsts []string
 	for _, f := range goFiles(t, filepath.Join(root, "internal", "metrics")) {
@@ -253,8 +291,13 @@ func collect(t *testing.T, root string) []item {
 		add(sectionFlags, "cmd/main.go flag definitions", "--"+f)
 	}
 
-	columns := printerColumns(t, typesFile)
-	atLeast(t, "printer columns", columns, 4)
+	var columns []string
+	for _, f := range goFiles(t, apiDir) {
+		columns = append(columns, printerColumns(t, f)...)
+	}
+	slices.Sort(columns)
+	columns = slices.Compact(columns)
+	atLeast(t, "printer columns", columns, 6)
 	add(sectionPrintColumn, "api/v1alpha1 +kubebuilder:printcolumn markers", columns...)
 	return items
 }
@@ -538,6 +581,57 @@ func stringConstsOf(f *ast.File) map[string]string {
 				}
 			}
 		}
+	}
+	return out
+}
+
+// eventAction is one call of the reconciler's event method: its reason
+// (empty when it is not a constant, such as a failure's table entry) and its
+// action.
+type eventAction struct {
+	reason, action, from string
+}
+
+// eventActions finds every r.event(obj, type, reason, action, ...) call in
+// the non-test files of dir. An action that is not a string literal fails
+// the test, so that a new way of emitting events is noticed.
+func eventActions(t *testing.T, dir string, consts map[string]string) []eventAction {
+	t.Helper()
+	var out []eventAction
+	seen := map[eventAction]bool{}
+	for _, path := range goFiles(t, dir) {
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatalf("parsing %s: %v", path, err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "event" || len(call.Args) < 4 {
+				return true
+			}
+			pos := fset.Position(call.Pos())
+			lit, ok := call.Args[3].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				t.Errorf("%s: the action of an event is not a string literal; extend eventActions", pos)
+				return true
+			}
+			action, _ := strconv.Unquote(lit.Value)
+			a := eventAction{action: action}
+			if id, ok := call.Args[2].(*ast.Ident); ok {
+				a.reason = consts[id.Name]
+			}
+			if !seen[a] {
+				seen[a] = true
+				a.from = fmt.Sprintf("the event call at %s:%d", filepath.Base(pos.Filename), pos.Line)
+				out = append(out, a)
+			}
+			return true
+		})
 	}
 	return out
 }
