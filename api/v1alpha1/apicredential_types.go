@@ -117,7 +117,9 @@ const (
 	MethodPOST HTTPMethod = "POST"
 )
 
-// SecretName is the name of a Secret in the APICredential's namespace.
+// SecretName is the name of a Secret in the namespace where the object's
+// references resolve: an APICredential's or TokenProvider's own, a
+// ClusterTokenProvider's cluster resource namespace.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=253
 // +kubebuilder:validation:XValidation:rule="!format.dns1123Subdomain().validate(self).hasValue()",message="must be a valid Secret name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.')"
@@ -249,7 +251,7 @@ type TokenRequest struct {
 
 // BasicAuth names the Secret and keys holding a username and a password.
 type BasicAuth struct {
-	// SecretName is the Secret, in the APICredential's namespace.
+	// SecretName is the Secret, in the namespace where references resolve.
 	SecretName SecretName `json:"secretName"`
 	// UsernameKey is the key of the username (or API key, or client ID).
 	UsernameKey SecretKey `json:"usernameKey"`
@@ -263,7 +265,7 @@ type BasicAuth struct {
 // +kubebuilder:validation:XValidation:rule="has(self.pkcs12Key) != (has(self.certificateKey) || has(self.privateKeyKey))",message="spec.tokenRequest.clientCertificate needs either pkcs12Key, or certificateKey and privateKeyKey"
 // +kubebuilder:validation:XValidation:rule="has(self.certificateKey) == has(self.privateKeyKey)",message="spec.tokenRequest.clientCertificate.certificateKey and privateKeyKey must be set together"
 type ClientCertificate struct {
-	// SecretName is the Secret, in the APICredential's namespace.
+	// SecretName is the Secret, in the namespace where references resolve.
 	SecretName SecretName `json:"secretName"`
 	// PKCS12Key is the key of a PKCS#12 (.pfx, .p12) file holding the
 	// certificate and its private key. Both the legacy (3DES/RC2) and the
@@ -285,7 +287,7 @@ type ClientCertificate struct {
 }
 
 // CABundle names PEM roots in a Secret or a ConfigMap of the
-// APICredential's namespace.
+// namespace where references resolve.
 // +kubebuilder:validation:XValidation:rule="has(self.secretName) != has(self.configMapName)",message="spec.tokenRequest.caBundle needs exactly one of secretName and configMapName"
 type CABundle struct {
 	// SecretName is a Secret holding the roots.
@@ -317,11 +319,13 @@ type Parameter struct {
 
 // ValueSource says where a value comes from.
 type ValueSource struct {
-	// SecretKeyRef is a key of a Secret in the APICredential's namespace.
+	// SecretKeyRef is a key of a Secret in the namespace where references
+	// resolve.
 	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
 }
 
-// SecretKeySelector is a key of a Secret in the APICredential's namespace.
+// SecretKeySelector is a key of a Secret in the namespace where references
+// resolve.
 type SecretKeySelector struct {
 	// Name of the Secret.
 	Name SecretName `json:"name"`
@@ -369,7 +373,7 @@ type ResponseMapping struct {
 // and an optional secret. The header written is "Bearer {secret}.{jwt}"
 // with a secret, "Bearer {jwt}" without.
 type StaticToken struct {
-	// SecretName is the Secret, in the APICredential's namespace.
+	// SecretName is the Secret, in the namespace where references resolve.
 	SecretName SecretName `json:"secretName"`
 	// TokenKey is the key of the JWT.
 	TokenKey SecretKey `json:"tokenKey"`
@@ -468,7 +472,9 @@ type TokenStatus struct {
 	// reason from a closed set (RateLimited, ProviderUnavailable,
 	// InvalidCredentials, InvalidResponse, SourceSecretMissing,
 	// InvalidClientCertificate, TargetConflict, InvalidSpec,
-	// TokenExpiringSoon).
+	// TokenExpiringSoon, and for consumers ProviderNotFound,
+	// ProviderNotAllowed, ProviderNotReady); PodsSynced is set only with
+	// spec.target.syncPods.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
