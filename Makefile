@@ -34,8 +34,9 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers.
+manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	@$(MAKE) --no-print-directory -s helm-crds
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -58,7 +59,7 @@ control-plane: ## Build (or find) kube-apiserver and etcd for envtest; prints th
 	@hack/control-plane.sh $(LOCALBIN)
 
 .PHONY: test
-test: manifests generate vet ## Unit and envtest suites against a real kube-apiserver and etcd, then a short fuzz of each parser.
+test: manifests generate vet helm promtool ## Unit and envtest suites against a real kube-apiserver and etcd (the chart and the alert rules included), then a short fuzz of each parser.
 	@assets="$$(hack/control-plane.sh $(LOCALBIN))"; \
 	echo "Using control plane binaries in $$assets"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -race -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./... ; \

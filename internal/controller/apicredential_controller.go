@@ -722,7 +722,7 @@ func (r *APICredentialReconciler) writeStatus(ctx context.Context, cred *authv1a
 	if err := r.Client.Status().Patch(ctx, cred, patch); err != nil {
 		return err
 	}
-	r.awaitOwnWrite(ctx, cred)
+	r.awaitWrite(credentialSubject(cred), cred)(ctx)
 	return nil
 }
 

@@ -272,7 +272,7 @@ func (r *APICredentialReconciler) writeSecret(ctx context.Context, s subject, ex
 		if err := r.Client.Create(ctx, sec); err != nil {
 			return err
 		}
-		r.awaitOwnWrite(ctx, sec)
+		r.awaitWrite(s, sec)(ctx)
 		return nil
 	}
 	sec := existing.DeepCopy()
@@ -306,9 +306,22 @@ func (r *APICredentialReconciler) writeSecret(ctx context.Context, s subject, ex
 		return err
 	})
 	if err == nil {
-		r.awaitOwnWrite(ctx, sec)
+		r.awaitWrite(s, sec)(ctx)
 	}
 	return err
+}
+
+// awaitWrite waits for the cache to show a write of s's target, except for a
+// consumer: a consumer never calls a provider, so a stale read costs at most
+// one more copy of the same token, while waiting would hold a worker for up
+// to cacheCatchUp per consumer and delay the copies a new token owes the
+// others (with a provider that revokes the previous one, each delay is a
+// window with a dead token).
+func (r *APICredentialReconciler) awaitWrite(s subject, obj client.Object) func(context.Context) {
+	if s.cred.Spec.ProviderRef != nil {
+		return func(context.Context) {}
+	}
+	return func(ctx context.Context) { r.awaitOwnWrite(ctx, obj) }
 }
 
 // targetLabels are the labels of a target Secret: the spec's, then

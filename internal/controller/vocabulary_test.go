@@ -23,6 +23,8 @@ import (
 var stateReasons = []string{
 	authv1alpha1.ReasonTokenValid, authv1alpha1.ReasonNotIssued, authv1alpha1.ReasonTokenExpired,
 	authv1alpha1.ReasonSuspended, authv1alpha1.ReasonRefreshSucceeded, authv1alpha1.ReasonTokenExpiringSoon,
+	// PodsSynced's reasons: whether Pods were told, never a failed attempt.
+	authv1alpha1.ReasonPodsSynced, authv1alpha1.ReasonPodSyncForbidden, authv1alpha1.ReasonPodSyncFailed,
 }
 
 // apiReasons reads every Reason* constant of api/v1alpha1 from the source,

@@ -49,6 +49,8 @@ func designNotes(anchor string) at     { return at{"docs/design-notes.md", ancho
 func providers(anchor string) at       { return at{"docs/providers.md", anchor} }
 func security(anchor string) at        { return at{"docs/security.md", anchor} }
 func consuming(anchor string) at       { return at{"docs/consuming-tokens.md", anchor} }
+func helmDoc(anchor string) at         { return at{"docs/helm.md", anchor} }
+func monitoring(anchor string) at      { return at{"docs/monitoring.md", anchor} }
 
 // quote is one value of the code, rendered as the docs write it, and every
 // place that quotes it.
@@ -100,6 +102,7 @@ func quoted() []quote {
 			designNotes("**Minimum interval between two provider calls of one credential.**"),
 		}},
 		{"refresh.SlowRetry", long(refresh.SlowRetry), []at{
+			troubleshooting("Alert `TokenwardenTokenExpiresBeforeRefresh`"),
 			reference("| `InvalidCredentials` | `Degraded=True` |"),
 			reference("| `InvalidResponse` | `Degraded=True` |"),
 			reference("| `SourceSecretMissing` | `Degraded=True` |"),
@@ -206,6 +209,7 @@ func quoted() []quote {
 			reference("| Per-host budget |"),
 			security("| Requests per host |"),
 			providers("a budget (`--host-requests-per-minute`, default"),
+			helmDoc("| `config.hostRequestsPerMinute` |"),
 		}},
 		{"auth.MaxRetryAfter", short(auth.MaxRetryAfter), []at{
 			reference("| 429 |"),
@@ -240,6 +244,9 @@ func quoted() []quote {
 		{"controller.CertificateWarning", long(controller.CertificateWarning), []at{
 			reference("| `ClientCertificateExpiringSoon` | Warning |"),
 			providers("`ClientCertificateExpiringSoon` event is emitted when it is less than"),
+			// The alert warns when the event does.
+			monitoring("| `TokenwardenClientCertificateExpiresIn30Days` |"),
+			monitoring("| Client certificate expiry |"),
 		}},
 
 		// The retry cap of passes that failed on an API server error.
@@ -269,6 +276,9 @@ var incidental = []struct {
 	value, why string
 }{
 	// Not constants of the code.
+	{helmDoc("With two replicas and the PodDisruptionBudget"), "20 s", "the lease takeover time, lease plus retries, not the refresh floor"},
+	{helmDoc("| `leaderElection.leaseDuration` |"), "15s", "the leader-election lease default, not the request timeout"},
+	{monitoring("| `TokenwardenHostThrottled` |"), "10 minutes", "the alert's for: duration, not the slow retry"},
 	{readme("A provider that issues 10-minute tokens"), "10-minute", "the sample provider's token lifetime"},
 	{providers("| [B](#flow-b-oauth2-client-credentials) |"), "10 min", "flow B's typical token lifetime"},
 	{reference("| Default `refreshBefore` |"), "10-minute", "the example's token lifetime"},
