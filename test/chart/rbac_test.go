@@ -216,8 +216,12 @@ func TestBindingsNameTheServiceAccount(t *testing.T) {
 		}
 		// config/rbac has three bindings (manager, leader election, metrics
 		// auth); the namespaced mode has one manager binding per namespace.
+		// The full release adds the optional pod-sync binding (rbac.podSync).
 		want := 3
-		if r.name == namespacedRelease.name {
+		switch r.name {
+		case namespacedRelease.name:
+			want = 4
+		case fullRelease.name:
 			want = 4
 		}
 		if bindings != want {
