@@ -62,17 +62,9 @@ func (d *policyDialer) DialContext(ctx context.Context, network, addr string) (n
 			return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 		}
 	}
-	var allowed []netip.Addr
-	reason := ""
-	for _, ip := range ips {
-		if r := d.refusal(ip); r != "" {
-			reason = r
-			continue
-		}
-		allowed = append(allowed, ip)
-	}
-	if len(allowed) == 0 {
-		return nil, &addressRefusedError{subject: subject, reason: reason}
+	allowed, err := d.admit(subject, ips)
+	if err != nil {
+		return nil, err
 	}
 	var lastErr error
 	for _, ip := range allowed {
@@ -86,6 +78,24 @@ func (d *policyDialer) DialContext(ctx context.Context, network, addr string) (n
 		}
 	}
 	return nil, lastErr
+}
+
+// admit returns the addresses of ips the policy lets the dialer connect
+// to, or an *addressRefusedError when it refuses every one.
+func (d *policyDialer) admit(subject string, ips []netip.Addr) ([]netip.Addr, error) {
+	var allowed []netip.Addr
+	reason := ""
+	for _, ip := range ips {
+		if r := d.refusal(ip); r != "" {
+			reason = r
+			continue
+		}
+		allowed = append(allowed, ip)
+	}
+	if len(allowed) == 0 {
+		return nil, &addressRefusedError{subject: subject, reason: reason}
+	}
+	return allowed, nil
 }
 
 func (d *policyDialer) refusal(ip netip.Addr) string {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"net/url"
@@ -17,6 +18,43 @@ func HostOf(rawURL string) (string, error) {
 		return "", err
 	}
 	return hostKey(u), nil
+}
+
+// CheckAddresses applies the private-network policy to a token URL as the
+// operator's dialer does before it connects: to its host when that is an IP
+// literal, else to ips, the addresses the host resolves to. It returns nil
+// when one of them may be dialed, else the *ConfigurationError that Fetch
+// would return. It makes no lookup and no connection: offline checks (the
+// kubectl plugin) use it.
+func CheckAddresses(rawURL string, ips []netip.Addr, allowPrivate bool) error {
+	u, err := parseTokenURL(rawURL)
+	if err != nil {
+		return err
+	}
+	host := u.Hostname()
+	subject := "host " + host + " resolves to"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips, subject = []netip.Addr{ip}, "address "+host+" is"
+	}
+	if len(ips) == 0 {
+		return &ConfigurationError{Field: "url", Problem: "host " + host + " has no address to check"}
+	}
+	if _, err := newPolicyDialer(nil, allowPrivate).admit(subject, ips); err != nil {
+		var refused *addressRefusedError
+		if errors.As(err, &refused) {
+			return &ConfigurationError{Field: "url", Problem: refused.Error() + ", which the private-network policy refuses"}
+		}
+		return err
+	}
+	return nil
+}
+
+// Check runs every check Fetch makes before it touches the limiter or the
+// network (URL, allowed hosts, method and body, headers, Basic username),
+// and returns its *ConfigurationError, or nil.
+func (c *Client) Check(r Request) error {
+	_, err := c.prepare(r)
+	return err
 }
 
 // parseTokenURL checks everything about a token URL that can be checked

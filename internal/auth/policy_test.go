@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/failure"
@@ -69,6 +70,33 @@ func TestAddressRefusal(t *testing.T) {
 	for _, s := range []string{"8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::808:808", "100.128.0.1"} {
 		if r := addressRefusal(netip.MustParseAddr(s)); r != "" {
 			t.Errorf("%s must be allowed, got %q", s, r)
+		}
+	}
+}
+
+func TestCheckAddresses(t *testing.T) {
+	pub, loop, priv := netip.MustParseAddr("93.184.215.14"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.1.2.3")
+	tests := []struct {
+		url          string
+		ips          []netip.Addr
+		allowPrivate bool
+		want         string // "" when allowed
+	}{
+		{"https://api.example.com/t", []netip.Addr{pub}, false, ""},
+		{"https://api.example.com/t", []netip.Addr{loop}, false, "host api.example.com resolves to a loopback address, which the private-network policy refuses"},
+		{"https://api.example.com/t", []netip.Addr{priv, pub}, false, ""},
+		{"https://api.example.com/t", []netip.Addr{priv}, true, ""},
+		{"https://10.1.2.3:8443/t", nil, false, "address 10.1.2.3 is a private address, which the private-network policy refuses"},
+		{"https://[::ffff:169.254.169.254]/t", nil, false, "a link-local address"},
+		{"https://api.example.com/t", nil, false, "has no address to check"},
+	}
+	for _, tt := range tests {
+		err := CheckAddresses(tt.url, tt.ips, tt.allowPrivate)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("CheckAddresses(%s, %v) = %v, want nil", tt.url, tt.ips, err)
+		case tt.want != "" && (failure.ReasonOf(err) != failure.InvalidSpec || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("CheckAddresses(%s, %v) = %v, want a ConfigurationError with %q", tt.url, tt.ips, err, tt.want)
 		}
 	}
 }

@@ -441,7 +441,7 @@ func (r *APICredentialReconciler) decide(ctx context.Context, p *pass, t target,
 func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target, inputs, host string) error {
 	cred := p.cred
 	log := logf.FromContext(ctx)
-	if err := checkTemplates(&cred.Spec.Target); err != nil {
+	if err := CheckTemplates(&cred.Spec.Target); err != nil {
 		return r.attemptFailed(p, err, inputs)
 	}
 	res, err := r.resolve(ctx, cred, p.now)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -33,8 +34,12 @@ func (r *APICredentialReconciler) copyFromProvider(ctx context.Context, p *pass,
 	p.status.Provider = &authv1alpha1.ProviderReference{Kind: kind, Name: ref.Name}
 	// A consumer never calls; what it plans is its provider's business.
 	p.status.LastAttemptTime = nil
-	if err := checkTemplates(&p.cred.Spec.Target); err != nil {
-		return r.consumerFailed(p, err.(*failure.Error))
+	if err := CheckTemplates(&p.cred.Spec.Target); err != nil {
+		var fe *failure.Error
+		if errors.As(err, &fe) {
+			return r.consumerFailed(p, fe)
+		}
+		return err
 	}
 	src, fe, err := r.providerToken(ctx, p.cred.Namespace, kind, ref.Name)
 	if err != nil {

@@ -67,7 +67,7 @@ func (r *APICredentialReconciler) syncStatic(ctx context.Context, p *pass, t tar
 // Secret.
 func (r *APICredentialReconciler) readStatic(ctx context.Context, p *pass, inputs string) (minted, error) {
 	st := p.cred.Spec.Static
-	if err := checkTemplates(&p.cred.Spec.Target); err != nil {
+	if err := CheckTemplates(&p.cred.Spec.Target); err != nil {
 		return minted{}, err
 	}
 	src := &secretReader{ctx: ctx, reader: r.APIReader, ns: p.cred.Namespace}

@@ -9,7 +9,7 @@ import (
 )
 
 // kindAPICredential names the APICredential kind in subject keys.
-const kindAPICredential = "APICredential"
+const kindAPICredential = "APICredential" //nolint:gosec // a kind name, not a credential
 
 // subject is what a pass keeps a token fresh for. An APICredential is its
 // own subject. A TokenProvider or ClusterTokenProvider is seen through cred,

@@ -220,9 +220,11 @@ func renderData(spec *authv1alpha1.TargetSecret, m minted) (map[string][]byte, e
 	return data, nil
 }
 
-// checkTemplates renders the templates with placeholder values, so that a
-// broken template is reported before the provider is asked for a token.
-func checkTemplates(spec *authv1alpha1.TargetSecret) error {
+// CheckTemplates renders the templates with placeholder values, so that a
+// broken template is reported before the provider is asked for a token (and
+// by the kubectl plugin's offline check). Its error is a *failure.Error with
+// reason InvalidSpec that names the template key, never its text.
+func CheckTemplates(spec *authv1alpha1.TargetSecret) error {
 	_, err := renderData(spec, minted{token: "t", authorization: "Bearer t", expiresAt: time.Unix(0, 0)})
 	return err
 }
