@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -204,6 +205,8 @@ type harnessConfig struct {
 	// more namespaces watched for consumers.
 	clusterProviders bool
 	extraNS          int
+	// workers is the reconciler's Workers; 0: 4.
+	workers int
 }
 
 // withClusterProviders serves ClusterTokenProviders and watches n more
@@ -291,7 +294,7 @@ func (h *harness) startManager() {
 		Rand:       func() float64 { return 0.5 },
 		Namespaces: append([]string{h.ns}, h.extra...),
 		Metrics:    testMetrics,
-		Workers:    4,
+		Workers:    cmp.Or(h.config.workers, 4),
 
 		ClusterProviders:         h.config.clusterProviders,
 		ClusterResourceNamespace: h.ns,
