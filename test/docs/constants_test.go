@@ -51,6 +51,7 @@ func security(anchor string) at        { return at{"docs/security.md", anchor} }
 func consuming(anchor string) at       { return at{"docs/consuming-tokens.md", anchor} }
 func helmDoc(anchor string) at         { return at{"docs/helm.md", anchor} }
 func monitoring(anchor string) at      { return at{"docs/monitoring.md", anchor} }
+func nodeDoc(anchor string) at         { return at{"docs/node.md", anchor} }
 
 // quote is one value of the code, rendered as the docs write it, and every
 // place that quotes it.
@@ -276,6 +277,9 @@ var incidental = []struct {
 	value, why string
 }{
 	// Not constants of the code.
+	{nodeDoc("4. The sandbox provider (`bin/sandbox`, token lifetime"), "2 minutes", "the node test's token lifetime"},
+	{nodeDoc("Why these settings: with 2-minute tokens"), "10 s", "the node test's kubelet syncFrequency"},
+	{nodeDoc("Why these settings: with 2-minute tokens"), "30 s", "flow C's default refreshBefore for 2-minute tokens, max(30 s, L/10), as the paragraph says"},
 	{helmDoc("With two replicas and the PodDisruptionBudget"), "20 s", "the lease takeover time, lease plus retries, not the refresh floor"},
 	{helmDoc("| `leaderElection.leaseDuration` |"), "15s", "the leader-election lease default, not the request timeout"},
 	{monitoring("| `TokenwardenHostThrottled` |"), "10 minutes", "the alert's for: duration, not the slow retry"},
