@@ -34,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -242,7 +243,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 // pathAPIRequests reports the sandbox.PathProtected counters. /calls keeps
 // its shape (a flat id -> count map, which internal/demo decodes), so they
 // get a path of their own.
-const pathAPIRequests = "/api-requests"
+const (
+	pathAPIRequests = "/api-requests"
+	pathAppToken    = "/console/app-token" //nolint:gosec // a URL path, not a credential
+)
 
 // callsHandler serves GET /calls (token requests per client id) and GET
 // /api-requests (accepted and rejected sandbox.PathProtected requests per
@@ -262,6 +266,28 @@ func callsHandler(current *atomic.Pointer[sandbox.Server]) http.Handler {
 	}
 	mux.HandleFunc("GET /calls", serve(func(s *sandbox.Server) any { return s.AllCalls() }))
 	mux.HandleFunc("GET "+pathAPIRequests, serve(func(s *sandbox.Server) any { return s.AllAPIRequests() }))
+	// The console of the static flow (D): POST /console/app-token?client=ID&exp=UNIX
+	// answers {"token": "<JWT>"}, an application token PathProtected accepts.
+	mux.HandleFunc("POST "+pathAppToken, func(w http.ResponseWriter, r *http.Request) {
+		srv := current.Load()
+		if srv == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		exp, err := strconv.ParseInt(r.URL.Query().Get("exp"), 10, 64)
+		id := r.URL.Query().Get("client")
+		if err != nil || id == "" {
+			http.Error(w, "client and exp (Unix seconds) are required", http.StatusBadRequest)
+			return
+		}
+		tok, err := srv.AppToken(id, time.Unix(exp, 0))
+		if err != nil {
+			http.Error(w, "signing failed", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})
+	})
 	return mux
 }
 

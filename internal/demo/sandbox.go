@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,4 +179,32 @@ func (s *Sandbox) Calls(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("GET /calls: %w", err)
 	}
 	return out, nil
+}
+
+// AppToken asks the sandbox's console for a static application token (flow
+// D) for subject, valid until exp, which its protected API accepts.
+func (s *Sandbox) AppToken(subject string, exp time.Time) (string, error) {
+	u := fmt.Sprintf("%s/console/app-token?client=%s&exp=%d", s.URL, url.QueryEscape(subject), exp.Unix())
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("POST /console/app-token: %s", resp.Status)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("POST /console/app-token: %w", err)
+	}
+	if out.Token == "" {
+		return "", errors.New("POST /console/app-token: no token in the answer")
+	}
+	return out.Token, nil
 }

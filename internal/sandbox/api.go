@@ -3,6 +3,7 @@ package sandbox
 import (
 	"net/http"
 	"strings"
+	"time"
 )
 
 // PathProtected is a payment API resource that accepts only currently valid
@@ -71,7 +72,7 @@ func (s *Server) serveProtected(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized")
 		return
 	}
-	c, problem := s.check(token)
+	c, problem := s.check(staticJWT(token))
 	client := ""
 	if c != nil {
 		client = c.Subject
@@ -120,4 +121,26 @@ func (s *Server) countAPI(client string, accepted bool) {
 	} else {
 		c.Rejected++
 	}
+}
+
+// AppToken is what a provider's console hands a person for the static flow
+// (D): a long-lived application token for clientID, signed like every token
+// of this server and valid at PathProtected until exp. It is not recorded
+// as issued, so it is never revoked by a later token.
+func (s *Server) AppToken(clientID string, exp time.Time) (string, error) {
+	now := s.now()
+	return signJWT(s.signKey, s.kid, Claims{
+		Issuer: s.URL, Subject: clientID, IssuedAt: now.Unix(), Expiry: exp.Unix(), ID: randomID(),
+	})
+}
+
+// staticJWT is the JWT of a static flow's header value "{secret}.{jwt}"
+// (four dot-separated parts); any other token is returned as it is. The
+// secret that prefixes it is the console's and is not checked here.
+func staticJWT(token string) string {
+	if strings.Count(token, ".") == 3 {
+		_, jwt, _ := strings.Cut(token, ".")
+		return jwt
+	}
+	return token
 }

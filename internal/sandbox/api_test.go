@@ -56,6 +56,21 @@ func TestProtected(t *testing.T) {
 			issue(t, fx, "C", testID, testSecret)
 			return "Bearer " + tok
 		}, 401, strings.Replace(invalidToken, "%s", "revoked", 1), invalidChallenge, testID},
+		{"static application token with its secret", func(t *testing.T, fx *fixture) string {
+			tok, err := fx.s.AppToken("shop", fx.clock.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return "Bearer app-secret." + tok
+		}, 200, `{"clientId":"shop","payments":[]}`, "", "shop"},
+		{"static application token, expired", func(t *testing.T, fx *fixture) string {
+			tok, err := fx.s.AppToken("shop", fx.clock.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fx.clock.Advance(time.Hour)
+			return "Bearer " + tok
+		}, 401, strings.Replace(invalidToken, "%s", "expired", 1), invalidChallenge, "shop"},
 		{"garbage", func(*testing.T, *fixture) string { return "Bearer abc" },
 			401, strings.Replace(invalidToken, "%s", "malformed", 1), invalidChallenge, ""},
 		{"another server's token", func(*testing.T, *fixture) string { return "Bearer " + otherTok },

@@ -277,6 +277,7 @@ var incidental = []struct {
 	value, why string
 }{
 	// Not constants of the code.
+	{consuming("It needs the optional RBAC of [`config/pod-sync`]"), "10 s", "the node test's kubelet syncFrequency"},
 	{nodeDoc("4. The sandbox provider (`bin/sandbox`, token lifetime"), "2 minutes", "the node test's token lifetime"},
 	{nodeDoc("Why these settings: with 2-minute tokens"), "10 s", "the node test's kubelet syncFrequency"},
 	{nodeDoc("Why these settings: with 2-minute tokens"), "30 s", "flow C's default refreshBefore for 2-minute tokens, max(30 s, L/10), as the paragraph says"},
