@@ -35,3 +35,11 @@ test-node: node-build node-images ## The shipped install on a real node (kubelet
 	NODE_SYNC_FREQUENCY=$(NODE_SYNC_FREQUENCY) hack/node/run.sh \
 	  $(LOCALBIN)/node.test -test.v -test.count=1 -test.timeout $(NODE_TEST_TIMEOUT) \
 	    -repo $(CURDIR) -sandbox $(LOCALBIN)/sandbox
+
+.PHONY: test-node-helm
+test-node-helm: node-build node-images helm ## As test-node, with the operator installed by helm install of charts/tokenwarden (root; about 6 minutes, no default-sync phase).
+	go build -o $(LOCALBIN)/sandbox ./cmd/sandbox
+	go test -c -tags node -o $(LOCALBIN)/node.test ./test/node
+	NODE_SYNC_FREQUENCY=$(NODE_SYNC_FREQUENCY) hack/node/run.sh \
+	  $(LOCALBIN)/node.test -test.v -test.count=1 -test.timeout $(NODE_TEST_TIMEOUT) \
+	    -repo $(CURDIR) -sandbox $(LOCALBIN)/sandbox -helm $(HELM) -default-sync-samples 0

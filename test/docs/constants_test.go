@@ -277,6 +277,7 @@ var incidental = []struct {
 	value, why string
 }{
 	// Not constants of the code.
+	{nodeDoc("`make test-node-helm` runs the same test"), "10 s", "how long the operator Pod took to be Ready in one run"},
 	{consuming("It needs the optional RBAC of [`config/pod-sync`]"), "10 s", "the node test's kubelet syncFrequency"},
 	{nodeDoc("4. The sandbox provider (`bin/sandbox`, token lifetime"), "2 minutes", "the node test's token lifetime"},
 	{nodeDoc("Why these settings: with 2-minute tokens"), "10 s", "the node test's kubelet syncFrequency"},

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ var (
 	repoDir      = flag.String("repo", "../..", "repository root (config/ and the samples)")
 	readyWithin  = flag.Duration("ready-timeout", 3*time.Minute, "how long the operator's Pod may take to be Ready")
 	install      = flag.String("install", "config/node-test", "kustomize folder of the install, relative to -repo (or absolute)")
+	helmBin      = flag.String("helm", "", "install with this helm binary and charts/tokenwarden instead of kustomize")
 	sandboxBin   = flag.String("sandbox", "../../bin/sandbox", "the built cmd/sandbox")
 	lifetime     = flag.Duration("token-lifetime", 2*time.Minute, "lifetime of the sandbox's tokens (flows A, B, C)")
 	refreshes    = flag.Int("refreshes", 3, "token refreshes every refreshing consumer must see")
@@ -51,10 +53,12 @@ var (
 )
 
 const (
-	operatorNS  = "tokenwarden-system"
-	managerSel  = "control-plane=controller-manager"
-	leaseName   = "tokenwarden.auth.tokenwarden.io"
-	metricsRole = "tokenwarden-metrics-reader"
+	operatorNS = "tokenwarden-system"
+	managerSel = "control-plane=controller-manager"
+	// helmManagerSel selects the chart's manager Pods.
+	helmManagerSel = "app.kubernetes.io/name=tokenwarden,app.kubernetes.io/component=controller-manager"
+	leaseName      = "tokenwarden.auth.tokenwarden.io"
+	metricsRole    = "tokenwarden-metrics-reader"
 )
 
 func TestNode(t *testing.T) {
@@ -72,13 +76,17 @@ func TestNode(t *testing.T) {
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(repo, dir)
 		}
-		out, err := cl.kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-k", dir)
-		if err != nil {
-			t.Fatalf("kubectl apply -k %s: %v\n%s", dir, err, out)
-		}
-		// The optional RBAC of spec.target.syncPods, as a user adds it.
-		if out, err := cl.kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(repo, "config", "pod-sync")); err != nil {
-			t.Fatalf("kubectl apply -k config/pod-sync: %v\n%s", err, out)
+		if *helmBin != "" {
+			cl.helmInstall(ctx, t, repo)
+		} else {
+			out, err := cl.kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-k", dir)
+			if err != nil {
+				t.Fatalf("kubectl apply -k %s: %v\n%s", dir, err, out)
+			}
+			// The optional RBAC of spec.target.syncPods, as a user adds it.
+			if out, err := cl.kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(repo, "config", "pod-sync")); err != nil {
+				t.Fatalf("kubectl apply -k config/pod-sync: %v\n%s", err, out)
+			}
 		}
 		var ns corev1.Namespace
 		if err := cl.c.Get(ctx, client.ObjectKey{Name: operatorNS}, &ns); err != nil {
@@ -139,7 +147,11 @@ func (cl *cluster) waitManagerReady(ctx context.Context, t *testing.T, timeout t
 	deadline := time.Now().Add(timeout)
 	for {
 		var pods corev1.PodList
-		sel, _ := metav1.ParseToLabelSelector(managerSel)
+		selector := managerSel
+		if *helmBin != "" {
+			selector = helmManagerSel
+		}
+		sel, _ := metav1.ParseToLabelSelector(selector)
 		ls, _ := metav1.LabelSelectorAsSelector(sel)
 		if err := cl.c.List(ctx, &pods, client.InNamespace(operatorNS), client.MatchingLabelsSelector{Selector: ls}); err != nil {
 			t.Fatal(err)
@@ -654,4 +666,28 @@ func (cl *cluster) defaultSyncDelay(ctx context.Context, t *testing.T) {
 	if len(d) == 0 {
 		t.Errorf("no Secret update reached the Pod within 2 minutes with the default sync")
 	}
+}
+
+// helmInstall installs charts/tokenwarden as a user would: the namespace
+// created and labelled for the restricted profile first, the node's image,
+// one replica, the private-network policy opened for the sandbox (as
+// config/node-test does), and the optional pod-sync RBAC.
+func (cl *cluster) helmInstall(ctx context.Context, t *testing.T, repo string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"create", "namespace", operatorNS},
+		{"label", "namespace", operatorNS, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest"},
+	} {
+		if out, err := cl.kubectl(ctx, args...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	cmd := exec.CommandContext(ctx, *helmBin, "install", "tokenwarden", filepath.Join(repo, "charts", "tokenwarden"),
+		"--kubeconfig", cl.kubeconfig, "--namespace", operatorNS, "--wait=false",
+		"--set", "image.repository=tokenwarden", "--set", "image.tag=node", "--set", "image.pullPolicy=Never",
+		"--set", "replicaCount=1", "--set", "config.allowPrivateNetworks=true", "--set", "rbac.podSync=true")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	t.Logf("installed with helm (charts/tokenwarden)")
 }
