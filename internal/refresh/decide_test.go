@@ -52,25 +52,25 @@ func TestDecide(t *testing.T) {
 		{name: "no token, spec refreshBefore and jitter irrelevant",
 			in: Input{Now: base, RefreshBefore: time.Minute, Jitter: 0.5}, want: refresh(base)},
 		{name: "valid token outside window waits for the exact RefreshAt",
-			in: Input{Now: at(time.Minute), Token: hourToken}, want: wait(at(40 * time.Minute))},
+			in: Input{Now: at(time.Minute), Token: hourToken}, want: wait(at(40 * time.Minute - LandingLead))},
 		{name: "restart right after issue waits",
-			in: Input{Now: base, Token: hourToken}, want: wait(at(40 * time.Minute))},
+			in: Input{Now: base, Token: hourToken}, want: wait(at(40 * time.Minute - LandingLead))},
 		{name: "one nanosecond before RefreshAt waits",
-			in: Input{Now: at(40*time.Minute - 1), Token: hourToken}, want: wait(at(40 * time.Minute))},
+			in: Input{Now: at(40*time.Minute - LandingLead - 1), Token: hourToken}, want: wait(at(40 * time.Minute - LandingLead))},
 		{name: "at RefreshAt refreshes",
 			in: Input{Now: at(40 * time.Minute), Token: hourToken}, want: refresh(at(40 * time.Minute))},
 		{name: "inside window refreshes",
 			in: Input{Now: at(50 * time.Minute), Token: hourToken}, want: refresh(at(50 * time.Minute))},
 		{name: "jitter 0.5 moves RefreshAt 3m earlier",
-			in: Input{Now: at(time.Minute), Token: hourToken, Jitter: 0.5}, want: wait(at(37 * time.Minute))},
+			in: Input{Now: at(time.Minute), Token: hourToken, Jitter: 0.5}, want: wait(at(37 * time.Minute - LandingLead))},
 		{name: "jitter 0.5, inside the jittered window",
 			in: Input{Now: at(38 * time.Minute), Token: hourToken, Jitter: 0.5}, want: refresh(at(38 * time.Minute))},
 		{name: "spec refreshBefore",
-			in: Input{Now: at(time.Minute), Token: hourToken, RefreshBefore: 10 * time.Minute}, want: wait(at(50 * time.Minute))},
+			in: Input{Now: at(time.Minute), Token: hourToken, RefreshBefore: 10 * time.Minute}, want: wait(at(50 * time.Minute - LandingLead))},
 		{name: "invalidatesPrevious refreshes late",
-			in: Input{Now: at(time.Minute), Token: hourToken, InvalidatesPrevious: true}, want: wait(at(54 * time.Minute))},
+			in: Input{Now: at(time.Minute), Token: hourToken, InvalidatesPrevious: true}, want: wait(at(54 * time.Minute - LandingLead))},
 		{name: "5m token waits 2m",
-			in: Input{Now: base, Token: Token{IssuedAt: base, ExpiresAt: at(5 * time.Minute)}}, want: wait(at(2 * time.Minute))},
+			in: Input{Now: base, Token: Token{IssuedAt: base, ExpiresAt: at(5 * time.Minute)}}, want: wait(at(2 * time.Minute - LandingLead))},
 		{name: "expired token",
 			in: Input{Now: at(time.Hour), Token: hourToken}, want: refresh(at(time.Hour))},
 		{name: "long expired token",
@@ -99,12 +99,12 @@ func TestDecide(t *testing.T) {
 		{name: "floor one nanosecond short",
 			in: Input{Now: at(Floor - 1), Changed: true, LastAttempt: base}, want: wait(at(Floor))},
 		{name: "floor does not move a later RefreshAt",
-			in: Input{Now: at(time.Minute), Token: hourToken, LastAttempt: base}, want: wait(at(40 * time.Minute))},
+			in: Input{Now: at(time.Minute), Token: hourToken, LastAttempt: base}, want: wait(at(40 * time.Minute - LandingLead))},
 		// refreshBefore >= lifetime asks for the impossible: the default
 		// applies (min(0.6·1m, 3m) = 36 s before expiry), not a loop.
 		{name: "no hot loop when refreshBefore equals lifetime",
 			in:   Input{Now: at(time.Second), Token: Token{IssuedAt: base, ExpiresAt: at(time.Minute)}, RefreshBefore: time.Minute, LastAttempt: base},
-			want: wait(at(24 * time.Second))},
+			want: wait(at(24 * time.Second - LandingLead))},
 		// The default for 30 s is 18 s before expiry, 2.7 s of jitter: due
 		// at 9.3 s, which the 10 s floor moves to 10 s.
 		{name: "no hot loop when refreshBefore over lifetime",
@@ -143,7 +143,7 @@ func TestDecide(t *testing.T) {
 			want: refresh(at(50 * time.Minute))},
 		{name: "cool-down does not move a later RefreshAt",
 			in:   Input{Now: at(time.Minute), Token: hourToken, HostHoldUntil: at(2 * time.Minute)},
-			want: wait(at(40 * time.Minute))},
+			want: wait(at(40 * time.Minute - LandingLead))},
 		{name: "floor later than cool-down",
 			in: Input{Now: base, LastAttempt: base, HostHoldUntil: at(5 * time.Second)}, want: wait(at(Floor))},
 		{name: "cool-down later than floor",
@@ -175,7 +175,7 @@ func TestDecide(t *testing.T) {
 			want: refresh(at(SlowRetry))},
 		{name: "credentials failure: RetryAt before RefreshAt keeps the schedule",
 			in:   Input{Now: at(time.Minute), Token: hourToken, LastFailure: Credentials, RetryAt: at(11 * time.Minute)},
-			want: wait(at(40 * time.Minute))},
+			want: wait(at(40 * time.Minute - LandingLead))},
 		{name: "credentials failure lifted by change",
 			in:   Input{Now: at(time.Minute), LastFailure: Credentials, RetryAt: at(SlowRetry), LastAttempt: base, Changed: true},
 			want: refresh(at(time.Minute))},
@@ -231,8 +231,9 @@ func TestDecide(t *testing.T) {
 // call outside the window, one refresh in it, then the floor.
 func TestDecideSequence(t *testing.T) {
 	tok := Token{IssuedAt: base, ExpiresAt: at(10 * time.Minute)}
-	// 10m token: refreshBefore 3m20s, jitter 0.5 moves it 30 s earlier.
-	due := at(6*time.Minute + 10*time.Second)
+	// 10m token: refreshBefore 3m20s, the landing lead 2 s, jitter 0.5
+	// moves it 30 s earlier.
+	due := at(6*time.Minute + 10*time.Second - LandingLead)
 	for now := base; now.Before(due); now = now.Add(7 * time.Second) {
 		d := Decide(Input{Now: now, Token: tok, Jitter: 0.5})
 		if d.Action != Wait || !d.At.Equal(due) {

@@ -82,11 +82,17 @@ func RefreshBefore(lifetime, spec time.Duration, invalidatesPrevious bool) time.
 	return min(DefaultRefreshBefore(lifetime, invalidatesPrevious), lifetime)
 }
 
+// LandingLead is how much earlier than refreshBefore a refresh starts, so
+// that the provider call and the Secret write are done, and the new token
+// is in the target Secret, refreshBefore ahead of expiry: refreshBefore is
+// a promise about the Secret, not about when the call begins.
+const LandingLead = 2 * time.Second
+
 // RefreshAt is when a token issued at issued and expiring at expires is due
-// for a refresh: refreshBefore ahead of expiry, moved earlier by jitter
-// (in [0,1)) times 10 % of the lifetime. The jitter never takes more than
-// half of the time between issue and lifetime-refreshBefore, so the refresh
-// always comes after the issue time.
+// for a refresh: refreshBefore plus LandingLead ahead of expiry, moved
+// earlier by jitter (in [0,1)) times 10 % of the lifetime. Lead and jitter
+// together never take more than half of the time between issue and
+// lifetime-refreshBefore, so the refresh always comes after the issue time.
 func RefreshAt(issued, expires time.Time, spec time.Duration, invalidatesPrevious bool, jitter float64) time.Time {
 	lifetime := expires.Sub(issued)
 	if lifetime <= 0 {
@@ -97,7 +103,7 @@ func RefreshAt(issued, expires time.Time, spec time.Duration, invalidatesPreviou
 	if room <= 0 {
 		return issued
 	}
-	j := time.Duration(clamp01(jitter) * JitterFraction * float64(lifetime))
+	j := LandingLead + time.Duration(clamp01(jitter)*JitterFraction*float64(lifetime))
 	j = min(j, room/2)
 	return expires.Add(-(rb + j))
 }

@@ -55,10 +55,11 @@ func TestDefaultRefreshBefore(t *testing.T) {
 			if after := tc.lifetime - got; after != tc.wantAfter {
 				t.Fatalf("new token after %v, want %v", after, tc.wantAfter)
 			}
-			// With jitter 0, RefreshAt is exactly that far after issue.
+			// With jitter 0, RefreshAt is exactly that far after issue, less
+			// the landing lead (at most half of it).
 			if tc.lifetime > 0 {
 				ra := RefreshAt(base, base.Add(tc.lifetime), 0, tc.invalidates, 0)
-				if want := base.Add(tc.wantAfter); !ra.Equal(want) {
+				if want := base.Add(tc.wantAfter - min(LandingLead, tc.wantAfter/2)); !ra.Equal(want) {
 					t.Fatalf("RefreshAt = %v, want %v", ra, want)
 				}
 			}
@@ -133,29 +134,30 @@ func TestRefreshAt(t *testing.T) {
 		jitter      float64
 		want        time.Time
 	}{
-		{name: "1h jitter 0", issued: base, expires: at(time.Hour), want: at(40 * time.Minute)},
+		{name: "1h jitter 0", issued: base, expires: at(time.Hour), want: at(40 * time.Minute - LandingLead)},
 		// 0.999 · 10% · 1h = 5m59.64s earlier.
 		{name: "1h jitter 0.999", issued: base, expires: at(time.Hour), jitter: 0.999,
-			want: at(40*time.Minute - 5*time.Minute - 59640*time.Millisecond)},
-		{name: "1h jitter 0.5", issued: base, expires: at(time.Hour), jitter: 0.5, want: at(37 * time.Minute)},
-		{name: "5m jitter 0", issued: base, expires: at(5 * time.Minute), want: at(2 * time.Minute)},
+			want: at(40*time.Minute - 5*time.Minute - 59640*time.Millisecond - LandingLead)},
+		{name: "1h jitter 0.5", issued: base, expires: at(time.Hour), jitter: 0.5, want: at(37 * time.Minute - LandingLead)},
+		{name: "5m jitter 0", issued: base, expires: at(5 * time.Minute), want: at(2 * time.Minute - LandingLead)},
 		// 0.999 · 30s = 29.97s earlier.
 		{name: "5m jitter 0.999", issued: base, expires: at(5 * time.Minute), jitter: 0.999,
-			want: at(2*time.Minute - 29970*time.Millisecond)},
-		{name: "invalidates 1h jitter 0", issued: base, expires: at(time.Hour), invalidates: true, want: at(54 * time.Minute)},
-		{name: "invalidates 1h jitter 0.5", issued: base, expires: at(time.Hour), invalidates: true, jitter: 0.5, want: at(51 * time.Minute)},
-		{name: "spec 10m on 1h", issued: base, expires: at(time.Hour), spec: 10 * time.Minute, want: at(50 * time.Minute)},
+			want: at(2*time.Minute - 29970*time.Millisecond - LandingLead)},
+		{name: "invalidates 1h jitter 0", issued: base, expires: at(time.Hour), invalidates: true, want: at(54 * time.Minute - LandingLead)},
+		{name: "invalidates 1h jitter 0.5", issued: base, expires: at(time.Hour), invalidates: true, jitter: 0.5, want: at(51 * time.Minute - LandingLead)},
+		{name: "spec 10m on 1h", issued: base, expires: at(time.Hour), spec: 10 * time.Minute, want: at(50 * time.Minute - LandingLead)},
 		// Issue time not at base: only the difference matters.
-		{name: "issued later", issued: at(3 * time.Hour), expires: at(4 * time.Hour), want: at(3*time.Hour + 40*time.Minute)},
+		{name: "issued later", issued: at(3 * time.Hour), expires: at(4 * time.Hour), want: at(3*time.Hour + 40*time.Minute - LandingLead)},
 
 		// A spec at or over the lifetime falls back to the default.
-		{name: "spec over lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: at(2 * time.Minute)},
-		{name: "spec equal lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: at(2 * time.Minute)},
+		{name: "spec over lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: at(2 * time.Minute - LandingLead)},
+		{name: "spec equal lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: at(2 * time.Minute - LandingLead)},
 		// Jitter takes at most half of the 10 s between issue and L-spec:
 		// 27 s of jitter shrinks to 5 s, so the refresh is after issue.
 		{name: "spec near lifetime plus jitter -> half the room", issued: base, expires: at(5 * time.Minute), spec: 4*time.Minute + 50*time.Second, jitter: 0.9, want: at(5 * time.Second)},
-		// 6 s token: 3.6 s + 0.999·0.6 s = 4.1994 s before expiry.
-		{name: "6s jitter 0.999", issued: base, expires: at(6 * time.Second), jitter: 0.999, want: at(1800600 * time.Microsecond)},
+		// 6 s token: 3.6 s + 2 s lead + 0.999·0.6 s, capped at half the
+		// 2.4 s room: 4.8 s before expiry.
+		{name: "6s jitter 0.999", issued: base, expires: at(6 * time.Second), jitter: 0.999, want: at(1200 * time.Millisecond)},
 
 		// Zero and negative lifetime: issuedAt.
 		{name: "zero lifetime", issued: base, expires: base, want: base},
@@ -163,13 +165,13 @@ func TestRefreshAt(t *testing.T) {
 		{name: "negative lifetime with spec and jitter", issued: at(time.Hour), expires: base, spec: time.Minute, jitter: 0.7, want: at(time.Hour)},
 
 		// Out-of-range jitter is clamped into [0,1).
-		{name: "negative jitter as 0", issued: base, expires: at(time.Hour), jitter: -3, want: at(40 * time.Minute)},
-		{name: "NaN jitter as 0", issued: base, expires: at(time.Hour), jitter: math.NaN(), want: at(40 * time.Minute)},
+		{name: "negative jitter as 0", issued: base, expires: at(time.Hour), jitter: -3, want: at(40 * time.Minute - LandingLead)},
+		{name: "NaN jitter as 0", issued: base, expires: at(time.Hour), jitter: math.NaN(), want: at(40 * time.Minute - LandingLead)},
 		// clamp01 maps >= 1 to 0.999999: 0.0999999·1h = 5m59.99964s.
 		{name: "jitter 1 below 10%", issued: base, expires: at(time.Hour), jitter: 1,
-			want: at(40*time.Minute - 5*time.Minute - 59999640*time.Microsecond)},
+			want: at(40*time.Minute - 5*time.Minute - 59999640*time.Microsecond - LandingLead)},
 		{name: "+Inf jitter below 10%", issued: base, expires: at(time.Hour), jitter: math.Inf(1),
-			want: at(40*time.Minute - 5*time.Minute - 59999640*time.Microsecond)},
+			want: at(40*time.Minute - 5*time.Minute - 59999640*time.Microsecond - LandingLead)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,8 +199,9 @@ func TestRefreshAtBounds(t *testing.T) {
 			for _, inv := range []bool{false, true} {
 				expires := base.Add(l)
 				noJitter := RefreshAt(base, expires, spec, inv, 0)
-				if want := expires.Add(-RefreshBefore(l, spec, inv)); !noJitter.Equal(want) {
-					t.Fatalf("L=%v spec=%v inv=%v: jitter 0 gives %v, want expiry-RefreshBefore %v", l, spec, inv, noJitter, want)
+				rb := RefreshBefore(l, spec, inv)
+				if want := expires.Add(-rb - min(LandingLead, (l-rb)/2)); !noJitter.Equal(want) {
+					t.Fatalf("L=%v spec=%v inv=%v: jitter 0 gives %v, want expiry-RefreshBefore-LandingLead %v", l, spec, inv, noJitter, want)
 				}
 				prev := noJitter
 				for _, j := range jitters {
