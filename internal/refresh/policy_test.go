@@ -134,24 +134,24 @@ func TestRefreshAt(t *testing.T) {
 		jitter      float64
 		want        time.Time
 	}{
-		{name: "1h jitter 0", issued: base, expires: at(time.Hour), want: at(40 * time.Minute - LandingLead)},
+		{name: "1h jitter 0", issued: base, expires: at(time.Hour), want: at(40*time.Minute - LandingLead)},
 		// 0.999 · 10% · 1h = 5m59.64s earlier.
 		{name: "1h jitter 0.999", issued: base, expires: at(time.Hour), jitter: 0.999,
 			want: at(40*time.Minute - 5*time.Minute - 59640*time.Millisecond - LandingLead)},
-		{name: "1h jitter 0.5", issued: base, expires: at(time.Hour), jitter: 0.5, want: at(37 * time.Minute - LandingLead)},
-		{name: "5m jitter 0", issued: base, expires: at(5 * time.Minute), want: at(2 * time.Minute - LandingLead)},
+		{name: "1h jitter 0.5", issued: base, expires: at(time.Hour), jitter: 0.5, want: at(37*time.Minute - LandingLead)},
+		{name: "5m jitter 0", issued: base, expires: at(5 * time.Minute), want: at(2*time.Minute - LandingLead)},
 		// 0.999 · 30s = 29.97s earlier.
 		{name: "5m jitter 0.999", issued: base, expires: at(5 * time.Minute), jitter: 0.999,
 			want: at(2*time.Minute - 29970*time.Millisecond - LandingLead)},
-		{name: "invalidates 1h jitter 0", issued: base, expires: at(time.Hour), invalidates: true, want: at(54 * time.Minute - LandingLead)},
-		{name: "invalidates 1h jitter 0.5", issued: base, expires: at(time.Hour), invalidates: true, jitter: 0.5, want: at(51 * time.Minute - LandingLead)},
-		{name: "spec 10m on 1h", issued: base, expires: at(time.Hour), spec: 10 * time.Minute, want: at(50 * time.Minute - LandingLead)},
+		{name: "invalidates 1h jitter 0", issued: base, expires: at(time.Hour), invalidates: true, want: at(54*time.Minute - LandingLead)},
+		{name: "invalidates 1h jitter 0.5", issued: base, expires: at(time.Hour), invalidates: true, jitter: 0.5, want: at(51*time.Minute - LandingLead)},
+		{name: "spec 10m on 1h", issued: base, expires: at(time.Hour), spec: 10 * time.Minute, want: at(50*time.Minute - LandingLead)},
 		// Issue time not at base: only the difference matters.
 		{name: "issued later", issued: at(3 * time.Hour), expires: at(4 * time.Hour), want: at(3*time.Hour + 40*time.Minute - LandingLead)},
 
 		// A spec at or over the lifetime falls back to the default.
-		{name: "spec over lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: at(2 * time.Minute - LandingLead)},
-		{name: "spec equal lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: at(2 * time.Minute - LandingLead)},
+		{name: "spec over lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: time.Hour, want: at(2*time.Minute - LandingLead)},
+		{name: "spec equal lifetime -> default", issued: base, expires: at(5 * time.Minute), spec: 5 * time.Minute, want: at(2*time.Minute - LandingLead)},
 		// Jitter takes at most half of the 10 s between issue and L-spec:
 		// 27 s of jitter shrinks to 5 s, so the refresh is after issue.
 		{name: "spec near lifetime plus jitter -> half the room", issued: base, expires: at(5 * time.Minute), spec: 4*time.Minute + 50*time.Second, jitter: 0.9, want: at(5 * time.Second)},
@@ -165,8 +165,8 @@ func TestRefreshAt(t *testing.T) {
 		{name: "negative lifetime with spec and jitter", issued: at(time.Hour), expires: base, spec: time.Minute, jitter: 0.7, want: at(time.Hour)},
 
 		// Out-of-range jitter is clamped into [0,1).
-		{name: "negative jitter as 0", issued: base, expires: at(time.Hour), jitter: -3, want: at(40 * time.Minute - LandingLead)},
-		{name: "NaN jitter as 0", issued: base, expires: at(time.Hour), jitter: math.NaN(), want: at(40 * time.Minute - LandingLead)},
+		{name: "negative jitter as 0", issued: base, expires: at(time.Hour), jitter: -3, want: at(40*time.Minute - LandingLead)},
+		{name: "NaN jitter as 0", issued: base, expires: at(time.Hour), jitter: math.NaN(), want: at(40*time.Minute - LandingLead)},
 		// clamp01 maps >= 1 to 0.999999: 0.0999999·1h = 5m59.99964s.
 		{name: "jitter 1 below 10%", issued: base, expires: at(time.Hour), jitter: 1,
 			want: at(40*time.Minute - 5*time.Minute - 59999640*time.Microsecond - LandingLead)},
