@@ -79,7 +79,7 @@ func classifyTransportError(ctx context.Context, host string, err error, hs *han
 		return &TransientError{Host: host, Problem: "timed out", Timeout: true, cause: context.DeadlineExceeded}
 	}
 	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || serverClosedIdle(err)
 	if closed && hs.requested.Load() && !hs.sent.Load() {
 		// Servers that require a certificate often just close the
 		// connection instead of sending an alert.
@@ -97,6 +97,19 @@ func classifyTransportError(ctx context.Context, host string, err error, hs *han
 		return &TransientError{Host: host, Problem: "host name lookup failed"}
 	}
 	return &TransientError{Host: host, Problem: "request failed"}
+}
+
+// serverClosedIdle reports net/http's "server closed idle connection": the
+// server closed the connection before the request went out, which is how a
+// close right after the handshake often shows up. net/http exports no
+// sentinel for it, so its fixed text is compared.
+func serverClosedIdle(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e.Error() == "http: server closed idle connection" {
+			return true
+		}
+	}
+	return false
 }
 
 func tlsFailure(host, why string) error {

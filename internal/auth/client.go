@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +50,14 @@ type Request struct {
 	// the server asks, whatever CA names the server lists.
 	Certificate *tls.Certificate
 	RootCAs     *x509.CertPool // nil: the system roots
+	// RootCAsPEM is the PEM bundle RootCAs was built from: a CertPool
+	// cannot be hashed, so these bytes are what identifies the roots when
+	// connections are reused. Requests share connections only when their
+	// bundles are equal; a request with RootCAs but without RootCAsPEM gets a
+	// connection of its own, as does one whose RootCAs does not hold the
+	// same certificates as the pool of the first request with that bundle.
+	// Not read when RootCAs is nil.
+	RootCAsPEM []byte
 	// At most one of Form and JSON; JSON is sent as an object of strings in
 	// the order given.
 	Form, JSON, Headers []Field
@@ -108,8 +115,9 @@ type Options struct {
 }
 
 // Client fetches tokens. It is safe for concurrent use; all callers share its
-// per-host limiter and 429 cool-downs, which is the point of having one
-// Client per operator.
+// per-host limiter, 429 cool-downs and kept-alive connections (each reused
+// only by requests of the same identity, see transport.go), which is the
+// point of having one Client per operator.
 type Client struct {
 	clock        Clock
 	allowPrivate bool
@@ -117,6 +125,9 @@ type Client struct {
 	resolver     Resolver
 	observe      func(string, int, time.Duration)
 	limiter      *hostLimiter
+	// transports keeps connections alive per identity (transport.go).
+	transports       *transportPool
+	idleConnsPerHost int
 }
 
 type realClock struct{}
@@ -145,6 +156,10 @@ func NewClient(o Options) *Client {
 	c.limiter = newHostLimiter(o.HostRequestsPerMinute, o.HostMaxInFlight, rnd)
 	c.limiter.recovered = o.OnHostRecovered
 	c.limiter.freed = o.OnHostSlotFree
+	c.transports = newTransportPool()
+	// No more requests to one host run at once than the bulkhead lets go,
+	// so no more connections of one transport are ever worth keeping.
+	c.idleConnsPerHost = min(c.limiter.maxInFlight, maxIdleConnsPerHost)
 	return c
 }
 
@@ -167,29 +182,28 @@ func (c *Client) Fetch(ctx context.Context, r Request) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
+	tr, done := c.transportFor(r, p)
+	defer done()
 	sl, ok, wait := c.limiter.acquire(p.host, c.clock.Now())
 	if !ok {
 		return Token{}, &RateLimitedError{Host: p.host, RetryAfter: wait, HasRetryAfter: true, Local: true}
 	}
-	tok, err := c.send(ctx, r, p)
+	tok, err := c.send(ctx, r, p, tr)
 	var te *TransientError
 	transient := errors.As(err, &te) && !te.perRequest && !errors.Is(err, context.Canceled)
 	c.limiter.release(sl, c.clock.Now(), transient)
 	return tok, err
 }
 
-// send makes the request for which a slot was taken.
-func (c *Client) send(ctx context.Context, r Request, p *prepared) (Token, error) {
-
+// send makes the request for which a slot was taken, over tr.
+func (c *Client) send(ctx context.Context, r Request, p *prepared, tr *http.Transport) (Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	ctx, trace := withConnTrace(ctx)
 	req, err := p.httpRequest(ctx, r)
 	if err != nil {
 		return Token{}, err
 	}
-	hs := &handshakeState{}
-	tr := c.transport(r, hs, p.timeout)
-	defer tr.CloseIdleConnections()
 	hc := &http.Client{
 		Transport: tr,
 		// A redirect may carry a POST body with a client secret to another
@@ -201,47 +215,29 @@ func (c *Client) send(ctx context.Context, r Request, p *prepared) (Token, error
 	resp, err := hc.Do(req)
 	if err != nil {
 		c.report(p.host, 0, issuedAt)
-		return Token{}, classifyTransportError(ctx, p.host, err, hs)
+		err = classifyTransportError(ctx, p.host, err, trace.state())
+		var te *TransientError
+		if errors.As(err, &te) {
+			// Whatever broke this connection (a reset path, a provider
+			// that lost its state) may have left the idle ones half-open:
+			// the next request dials afresh. This also stops a dial the
+			// request gave up waiting for.
+			tr.CloseIdleConnections()
+		}
+		return Token{}, err
 	}
 	defer resp.Body.Close()
-	return c.handleResponse(ctx, p.host, resp, r.Response, issuedAt)
+	tok, err := c.handleResponse(ctx, p.host, resp, r.Response, issuedAt)
+	var te *TransientError
+	if errors.As(err, &te) && te.bodyBroken {
+		tr.CloseIdleConnections()
+	}
+	return tok, err
 }
 
 func (c *Client) report(host string, status int, issuedAt time.Time) {
 	if c.observe != nil {
 		c.observe(host, status, c.clock.Now().Sub(issuedAt))
-	}
-}
-
-// transport is built per Fetch: connections are never reused across
-// requests, because each request may present a different client certificate
-// and a pooled connection would carry the previous one's identity.
-func (c *Client) transport(r Request, hs *handshakeState, timeout time.Duration) *http.Transport {
-	d := newPolicyDialer(c.resolver, c.allowPrivate)
-	return &http.Transport{
-		// No proxy: a proxy would resolve and dial the host itself, out of
-		// reach of the address policy.
-		Proxy:       nil,
-		DialContext: d.DialContext,
-		TLSClientConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			RootCAs:    r.RootCAs,
-			// GetClientCertificate rather than Certificates: Go would
-			// otherwise withhold a certificate whose issuer is missing from
-			// the server's acceptable-CA list, turning a chain problem into
-			// a confusing "certificate required".
-			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-				hs.requested.Store(true)
-				if r.Certificate != nil {
-					hs.sent.Store(true)
-					return r.Certificate, nil
-				}
-				return &tls.Certificate{}, nil
-			},
-		},
-		TLSHandshakeTimeout:    timeout,
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
 }
 
@@ -278,11 +274,11 @@ func (c *Client) handleResponse(ctx context.Context, host string, resp *http.Res
 	if err != nil {
 		switch {
 		case errors.Is(ctx.Err(), context.Canceled):
-			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "request canceled", cause: context.Canceled}
+			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "request canceled", cause: context.Canceled, bodyBroken: true}
 		case ctx.Err() != nil || isTimeout(err):
-			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "timed out reading the body", Timeout: true, cause: context.DeadlineExceeded}
+			return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "timed out reading the body", Timeout: true, cause: context.DeadlineExceeded, bodyBroken: true}
 		}
-		return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "connection failed while reading the body"}
+		return Token{}, &TransientError{Host: host, StatusCode: status, Problem: "connection failed while reading the body", bodyBroken: true}
 	}
 	if len(body) > MaxBodyBytes {
 		return Token{}, &InvalidResponseError{Host: host, StatusCode: status, Problem: "body exceeds 1 MiB"}
@@ -309,12 +305,4 @@ func oauthCode(body []byte) string {
 	}
 	s, _ := e.Error.(string)
 	return safeOAuthError(s)
-}
-
-// handshakeState records what happened in the TLS handshake so a failure
-// after it can be explained: a server that asked for a client certificate we
-// did not have usually just drops the connection.
-type handshakeState struct {
-	requested atomic.Bool
-	sent      atomic.Bool
 }

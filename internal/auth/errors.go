@@ -95,6 +95,9 @@ type TransientError struct {
 	// the host (a server certificate the request's CA bundle does not
 	// trust): it does not mark the host failing.
 	perRequest bool
+	// bodyBroken is true when the answer broke off while its body was
+	// read: the connection failed, not the provider's answer.
+	bodyBroken bool
 	// cause is only ever a context sentinel (context.Canceled or
 	// context.DeadlineExceeded), whose text is fixed and safe.
 	cause error

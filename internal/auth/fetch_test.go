@@ -74,22 +74,23 @@ func newFetchEnv(t *testing.T) *fetchEnv {
 func (e *fetchEnv) port() string { return e.s.Host()[strings.LastIndex(e.s.Host(), ":"):] }
 
 // Requests of the three flows, each with a secret in the URL query and in
-// an extra header, so the leak test covers both.
+// an extra header, so the leak test covers both. They carry the CA bundle's
+// bytes, as the controller's requests do, so their connections are pooled.
 func (e *fetchEnv) flowA(src *sandbox.Server) Request {
 	return Request{URL: src.URL + sandbox.PathFlowA + "?api_key=" + secretQuery, Method: http.MethodGet,
-		Basic: &BasicCredentials{Username: secretUser, Password: secretPassword}, RootCAs: e.fx.ca.Pool(),
+		Basic: &BasicCredentials{Username: secretUser, Password: secretPassword}, RootCAs: e.fx.ca.Pool(), RootCAsPEM: e.fx.ca.CertPEM,
 		Headers: []Field{{Name: "X-Api-Key", Value: secretHeader}}}
 }
 
 func (e *fetchEnv) flowB(src *sandbox.Server) Request {
 	return Request{URL: src.URL + sandbox.PathFlowB + "?api_key=" + secretQuery,
-		Basic: &BasicCredentials{Username: secretKeyID, Password: secretClient}, RootCAs: e.fx.ca.Pool(),
+		Basic: &BasicCredentials{Username: secretKeyID, Password: secretClient}, RootCAs: e.fx.ca.Pool(), RootCAsPEM: e.fx.ca.CertPEM,
 		Form:    []Field{{Name: "grant_type", Value: "client_credentials"}},
 		Headers: []Field{{Name: "X-Api-Key", Value: secretHeader}}}
 }
 
 func (e *fetchEnv) flowC(src *sandbox.Server) Request {
-	return Request{URL: src.URL + sandbox.PathFlowC + "?api_key=" + secretQuery, Method: http.MethodPost, RootCAs: e.fx.ca.Pool(),
+	return Request{URL: src.URL + sandbox.PathFlowC + "?api_key=" + secretQuery, Method: http.MethodPost, RootCAs: e.fx.ca.Pool(), RootCAsPEM: e.fx.ca.CertPEM,
 		JSON:     []Field{{Name: "clientId", Value: secretKeyID}, {Name: "clientSecret", Value: secretClient}},
 		Response: ResponseMapping{TokenField: "accessToken", ExpiresAtField: "expiresAt"}}
 }
@@ -396,7 +397,7 @@ func fetchCases(e *fetchEnv) []fetchCase {
 		{name: "server CA not trusted", class: failure.ProviderUnavailable, noCall: true, check: errorMentions("untrusted"),
 			req: func(e *fetchEnv, s *sandbox.Server) Request {
 				r := e.flowB(s)
-				r.RootCAs = e.other.Pool()
+				r.RootCAs, r.RootCAsPEM = e.other.Pool(), e.other.CertPEM
 				return r
 			}},
 		{name: "server CA not in the system roots", class: failure.ProviderUnavailable, noCall: true, check: errorMentions("untrusted"),

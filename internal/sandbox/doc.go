@@ -26,7 +26,9 @@
 // Around those it offers what the operator must survive: a per-IP
 // throttle with or without Retry-After, injectable faults (hangs, slow and
 // huge bodies, malformed JSON, redirects, arbitrary statuses), per-client
-// call counting to prove that no needless token requests are made, and a
+// call counting to prove that no needless token requests are made, a count
+// of TLS handshakes (Server.Handshakes) to prove that connections are
+// reused, and a
 // CA that issues server and client certificates in every key and bundle
 // encoding providers hand out.
 //

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,13 @@ type Options struct {
 
 // Server is a running sandbox provider. All methods are safe for concurrent
 // use.
+//
+// Handshakes counts the TLS handshakes the server has seen, on every path
+// and flow together: one per ClientHello, whether the handshake then
+// succeeds or not, and never reset (ResetCalls leaves it alone). A client
+// that keeps its connections alive makes one per connection, not per
+// request, so Handshakes against TotalCalls tells how well a client reuses
+// its connections.
 type Server struct {
 	URL string // https://host:port, without a trailing slash
 	CA  *CA
@@ -102,6 +110,8 @@ type Server struct {
 	closeOnce sync.Once
 	serveDone chan struct{} // closed when ServeTLS has returned
 	inflight  sync.WaitGroup
+
+	handshakes atomic.Int64 // ClientHellos received
 
 	mu        sync.Mutex
 	closed    bool
@@ -213,6 +223,11 @@ func Start(opts Options) (*Server, error) {
 			Certificates: []tls.Certificate{serverCert},
 			ClientCAs:    ca.Pool(),
 			ClientAuth:   clientAuth,
+			// Called once per ClientHello; nil, nil keeps this config.
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				s.handshakes.Add(1)
+				return nil, nil
+			},
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          opts.ErrorLog,
@@ -365,7 +380,15 @@ func (s *Server) TotalCalls() int {
 	return s.total
 }
 
-// ResetCalls zeroes the call counters.
+// Handshakes returns how many TLS handshakes the server has seen since it
+// started, on all paths and flows: one per ClientHello, failed handshakes
+// included. Compare it with TotalCalls to see whether a client reuses its
+// connections.
+func (s *Server) Handshakes() int {
+	return int(s.handshakes.Load())
+}
+
+// ResetCalls zeroes the call counters (not Handshakes).
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -814,3 +814,52 @@ func TestStartDefaults(t *testing.T) {
 		t.Error("still accepting after Close")
 	}
 }
+
+// Handshakes counts ClientHellos: one per connection of a client that keeps
+// connections alive, one per request of one that does not, and failed
+// handshakes too.
+func TestHandshakes(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			f := newFixture(t, h2)
+			if n := f.s.Handshakes(); n != 0 {
+				t.Fatalf("Handshakes = %d before any connection, want 0", n)
+			}
+			for range 3 {
+				if r := do(t, f.client, reqB(t, f.s, testID, testSecret, "grant_type=client_credentials")); r.status != http.StatusOK {
+					t.Fatalf("flow B: %d %s", r.status, r.body)
+				}
+			}
+			// Another flow on the same connection: no new handshake.
+			if r := do(t, f.client, reqC(t, f.s, credsC(testID, testSecret))); r.status != http.StatusCreated {
+				t.Fatalf("flow C: %d %s", r.status, r.body)
+			}
+			if n := f.s.Handshakes(); n != 1 {
+				t.Fatalf("Handshakes = %d after 4 requests on a kept-alive connection, want 1", n)
+			}
+
+			once := newClient(t, f.s, h2, nil)
+			once.Transport.(*http.Transport).DisableKeepAlives = true
+			for range 2 {
+				do(t, once, reqB(t, f.s, testID, testSecret, "grant_type=client_credentials"))
+			}
+			if n := f.s.Handshakes(); n != 3 {
+				t.Fatalf("Handshakes = %d after 2 more requests without keep-alive, want 3", n)
+			}
+
+			// A client that does not trust the server fails its handshake,
+			// which still counts.
+			if c, err := tls.Dial("tcp", f.s.Host(), &tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
+				c.Close()
+				t.Fatal("a handshake without the sandbox CA succeeded")
+			}
+			if n := f.s.Handshakes(); n != 4 {
+				t.Fatalf("Handshakes = %d after a failed handshake, want 4", n)
+			}
+			f.s.ResetCalls()
+			if n := f.s.Handshakes(); n != 4 {
+				t.Fatalf("ResetCalls changed Handshakes to %d", n)
+			}
+		})
+	}
+}
