@@ -76,7 +76,9 @@ type APICredentialReconciler struct {
 	// metadata of all Secrets) and writes to the API server.
 	Client client.Client
 	// APIReader reads source Secrets and ConfigMaps from the API server,
-	// only when a token is requested, so that they are never cached.
+	// only when a token is requested, so that they are never cached. The
+	// reads ask for at least the resourceVersion the metadata cache shows,
+	// which the API server serves from its watch cache, not from etcd.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Clock     clock.PassiveClock
@@ -505,8 +507,10 @@ func (r *APICredentialReconciler) refresh(ctx context.Context, p *pass, t target
 	}
 	p.token = m.state()
 	p.status.LastRefreshTime = metaTime(m.issuedAt)
+	// The note names no time: it is the note of every event of the series
+	// (status.tokenExpiresAt has the expiry).
 	r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Refresh",
-		"New token written to Secret %s, valid until %s", cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
+		"New token written to Secret %s", cred.Spec.Target.SecretName)
 	log.Info("Token refreshed", "secret", cred.Spec.Target.SecretName, "expiresAt", m.expiresAt.UTC().Format(time.RFC3339))
 	r.schedule(p, m)
 	return nil
@@ -565,7 +569,7 @@ func (r *APICredentialReconciler) adopt(p *pass, m minted) {
 	p.status.ObservedInputs = m.inputs
 	p.status.LastRefreshTime = metaTime(m.issuedAt)
 	r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Share",
-		"New token, shared with an identical token request, written to Secret %s, valid until %s", p.cred.Spec.Target.SecretName, m.expiresAt.UTC().Format(time.RFC3339))
+		"New token, shared with an identical token request, written to Secret %s", p.cred.Spec.Target.SecretName)
 	r.schedule(p, m)
 }
 
@@ -884,10 +888,22 @@ func (r *APICredentialReconciler) rand() float64 {
 	return r.Rand()
 }
 
+// event records an Event about obj. A Normal event refers to obj without
+// its resourceVersion, so that the recorder sees the events of one object,
+// reason and action as one series: the first is created, the rest raise
+// the series' count, which the recorder writes at most every 30 minutes.
+// Otherwise every refresh would write an Event of its own, as many API
+// writes as the Secret's. Warnings keep the version they are about.
 func (r *APICredentialReconciler) event(obj runtime.Object, typ, reason, action, note string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
+	if r.Recorder == nil {
+		return
 	}
+	if o, ok := obj.(client.Object); ok && typ == corev1.EventTypeNormal && o.GetResourceVersion() != "" {
+		ref := o.DeepCopyObject().(client.Object)
+		ref.SetResourceVersion("")
+		obj = ref
+	}
+	r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
 }
 
 func (r *APICredentialReconciler) warnCertificate(p *pass, notAfter time.Time) {

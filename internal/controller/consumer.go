@@ -53,8 +53,7 @@ func (r *APICredentialReconciler) copyFromProvider(ctx context.Context, p *pass,
 			return r.writeFailed(p, err)
 		}
 		r.event(p.owner, corev1.EventTypeNormal, EventTokenRefreshed, "Copy",
-			"Token of %s %s copied to Secret %s, valid until %s", kind, ref.Name, p.cred.Spec.Target.SecretName,
-			src.expiresAt.UTC().Format(time.RFC3339))
+			"Token of %s %s copied to Secret %s", kind, ref.Name, p.cred.Spec.Target.SecretName)
 	}
 	p.token = src.state()
 	p.status.ObservedInputs = src.inputs

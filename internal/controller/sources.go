@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -109,15 +110,41 @@ func (r *APICredentialReconciler) inputsVersion(ctx context.Context, cred *authv
 type secretReader struct {
 	ctx    context.Context
 	reader client.Reader
-	ns     string
-	read   map[string]*corev1.Secret
+	// meta, when set, is the metadata cache: the resourceVersion it shows
+	// lets the read be served from the API server's watch cache. The
+	// Secret's data is read on demand only, never kept after the pass.
+	meta client.Reader
+	ns   string
+	read map[string]*corev1.Secret
+}
+
+// atLeastCached returns the options of a read not older than the metadata
+// cache's resourceVersion of the object: the API server answers it from its
+// watch cache instead of a quorum read of etcd, and it is still no older
+// than the change that triggered this pass (the metadata cache heard of it
+// from that same watch cache). Without a cached version, a quorum read.
+func atLeastCached(ctx context.Context, meta client.Reader, kind string, key types.NamespacedName) []client.GetOption {
+	if meta == nil {
+		return nil
+	}
+	m := metadataOf(kind)
+	if err := meta.Get(ctx, key, m); err != nil || m.ResourceVersion == "" {
+		return nil
+	}
+	return []client.GetOption{&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: m.ResourceVersion}}}
+}
+
+// sourceReader reads the source Secrets of one pass in ns.
+func (r *APICredentialReconciler) sourceReader(ctx context.Context, ns string) *secretReader {
+	return &secretReader{ctx: ctx, reader: r.APIReader, meta: r.Metadata, ns: ns}
 }
 
 func (s *secretReader) value(secret authv1alpha1.SecretName, key authv1alpha1.SecretKey, field string) ([]byte, error) {
 	sec, ok := s.read[string(secret)]
 	if !ok {
+		nn := types.NamespacedName{Namespace: s.ns, Name: string(secret)}
 		sec = &corev1.Secret{}
-		err := s.reader.Get(s.ctx, types.NamespacedName{Namespace: s.ns, Name: string(secret)}, sec)
+		err := s.reader.Get(s.ctx, nn, sec, atLeastCached(s.ctx, s.meta, "Secret", nn)...)
 		if apierrors.IsNotFound(err) {
 			return nil, problemf(failure.SourceSecretMissing, "%s: Secret %q not found", field, secret)
 		}
@@ -151,7 +178,7 @@ type resolved struct {
 // that a credential with a local problem costs the provider nothing.
 func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha1.APICredential, now time.Time) (*resolved, error) {
 	tr := cred.Spec.TokenRequest
-	src := &secretReader{ctx: ctx, reader: r.APIReader, ns: cred.Namespace}
+	src := r.sourceReader(ctx, cred.Namespace)
 	out := &resolved{request: auth.Request{
 		URL:    tr.URL,
 		Method: string(tr.Method),
@@ -216,7 +243,7 @@ func (r *APICredentialReconciler) resolve(ctx context.Context, cred *authv1alpha
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, problemf(failure.InvalidSpec, "spec.tokenRequest.caBundle: key %q holds no PEM certificate", ca.Key)
 		}
-		req.RootCAs = pool
+		req.RootCAs, req.RootCAsPEM = pool, pem
 	}
 	if cc := tr.ClientCertificate; cc != nil {
 		var cs auth.CertificateSource
@@ -276,7 +303,8 @@ func (r *APICredentialReconciler) caBundle(ctx context.Context, src *secretReade
 		return src.value(*ca.SecretName, ca.Key, "spec.tokenRequest.caBundle")
 	}
 	cm := &corev1.ConfigMap{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: *ca.ConfigMapName}, cm)
+	nn := types.NamespacedName{Namespace: ns, Name: *ca.ConfigMapName}
+	err := r.APIReader.Get(ctx, nn, cm, atLeastCached(ctx, r.Metadata, "ConfigMap", nn)...)
 	if apierrors.IsNotFound(err) {
 		return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q not found", *ca.ConfigMapName)
 	}

@@ -70,7 +70,7 @@ func (r *APICredentialReconciler) readStatic(ctx context.Context, p *pass, input
 	if err := CheckTemplates(&p.cred.Spec.Target); err != nil {
 		return minted{}, err
 	}
-	src := &secretReader{ctx: ctx, reader: r.APIReader, ns: p.cred.Namespace}
+	src := r.sourceReader(ctx, p.cred.Namespace)
 	jwt, err := src.value(st.SecretName, st.TokenKey, "spec.static.tokenKey")
 	if err != nil {
 		return minted{}, err

@@ -151,9 +151,14 @@ func quoted() []quote {
 			troubleshooting("Once the cause is fixed, tokenwarden requests a token at once"),
 			designNotes("a broken configuration is not hammered"),
 		}},
+		{"refresh.LandingLead", short(refresh.LandingLead), []at{
+			reference("| `spec.refresh.refreshBefore` | duration |"),
+			reference("| Landing lead and jitter |"),
+			designNotes("**refreshBefore is a promise about the Secret.**"),
+		}},
 		{"refresh.JitterFraction", percentRange(refresh.JitterFraction), []at{
 			reference("| `spec.refresh.refreshBefore` | duration |"),
-			reference("| Jitter |"),
+			reference("| Landing lead and jitter |"),
 			designNotes("**Jitter never moves a refresh before the issue time.**"),
 			designNotes("**Jitter is stable per token.**"),
 		}},
