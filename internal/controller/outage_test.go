@@ -449,9 +449,9 @@ func TestFaultProviderOutageOneCredential(t *testing.T) {
 
 // tcpBlackhole accepts TCP connections and never sends a byte: a TLS client
 // waits for the ServerHello until its timeout. It reads what it is sent,
-// so clients never block on a full window, and counts connections; the
-// token client dials once per request (no keep-alive), so that is the
-// number of requests.
+// so clients never block on a full window, and counts connections; no
+// handshake ever completes, so no connection is kept for reuse and every
+// request dials anew: the count is the number of requests.
 type tcpBlackhole struct {
 	ln net.Listener
 	mu sync.Mutex
