@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sort"
@@ -13,47 +14,79 @@ import (
 	"time"
 )
 
-// auditPolicy logs, at Metadata level and once per request (at
-// ResponseComplete), every write to Secrets and APICredentials, status
-// included, and nothing else.
-const auditPolicy = `apiVersion: audit.k8s.io/v1
+// The operator and the bench's load generator each authenticate as their own
+// user, so that the audit policy can log every request of theirs, reads,
+// watches, events and leases included, and nothing of the bench's own.
+const (
+	operatorUser = "tokenwarden-bench-operator"
+	loadUser     = "tokenwarden-bench-load"
+)
+
+// auditPolicy logs, at Metadata level (never a request or response body)
+// and once per request (at ResponseComplete), every request of the
+// operator and of the load generator, and nothing else.
+var auditPolicy = fmt.Sprintf(`apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: ["RequestReceived"]
+omitStages: ["RequestReceived", "ResponseStarted"]
 rules:
 - level: Metadata
-  verbs: ["create", "update", "patch", "delete", "deletecollection"]
-  resources:
-  - group: ""
-    resources: ["secrets"]
-  - group: "auth.tokenwarden.io"
-    resources: ["apicredentials", "apicredentials/status"]
+  users: [%q, %q]
 - level: None
-`
+`, operatorUser, loadUser)
 
-// operatorUserAgent is how the manager's requests show in the audit log:
-// client-go's default user agent starts with the binary's name.
-const operatorUserAgent = "manager/"
+// auditMaxSizeMB is the API server's --audit-log-maxsize. Its default (0)
+// means lumberjack's 100 MiB, after which the file is renamed and a new one
+// started under the same name: the follower would read on from a file that
+// no longer grows, and every later phase would count nothing. One TiB is
+// more than the disk holds, so the log never rotates in a run.
+const auditMaxSizeMB = "1048576"
 
-// auditEvent is one write recorded by the API server.
+// auditEvent is one request recorded by the API server.
 type auditEvent struct {
-	at       time.Time // requestReceivedTimestamp
-	ns       string
-	name     string
-	kind     string // secrets, apicredentials, apicredentials/status
-	verb     string
-	code     int
-	operator bool
+	at   time.Time // requestReceivedTimestamp
+	ns   string
+	name string
+	res  string // secrets, apicredentials/status, leases, events, ...
+	verb string
+	code int
+	load bool // the load generator's; otherwise the operator's
 }
 
-// auditLog follows the API server's audit log file and keeps the writes.
+func (e auditEvent) write() bool {
+	switch e.verb {
+	case "create", "update", "patch", "delete", "deletecollection":
+		return true
+	}
+	return false
+}
+
+// auditLog follows the API server's audit log file and keeps the requests.
 type auditLog struct {
 	path string
 
 	mu       sync.Mutex
-	events   []auditEvent // operator writes only
-	others   int          // writes by anyone else (the bench itself)
+	events   []auditEvent
+	others   int // lines of other users (none with this policy)
 	offset   int64
 	parseErr int
+	broken   error // the follower stopped: rotation, truncation, a read error
+	strs     map[string]string
+}
+
+func (a *auditLog) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.broken == nil {
+		a.broken = err
+		logf("AUDIT COUNTER STOPPED: %v", err)
+	}
+}
+
+// err is non-nil once the follower has stopped counting for any reason.
+func (a *auditLog) err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.broken
 }
 
 func (a *auditLog) follow(ctx context.Context) {
@@ -82,6 +115,13 @@ func (a *auditLog) follow(ctx context.Context) {
 			continue
 		}
 		if !errors.Is(err, io.EOF) {
+			a.fail(fmt.Errorf("reading %s: %w", a.path, err))
+			return
+		}
+		// At the end of what was written: make sure it is still the file
+		// the API server writes to, and that it has not been cut.
+		if err := a.sameFile(f); err != nil {
+			a.fail(err)
 			return
 		}
 		select {
@@ -92,16 +132,55 @@ func (a *auditLog) follow(ctx context.Context) {
 	}
 }
 
+func (a *auditLog) sameFile(f *os.File) error {
+	open, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	now, err := os.Stat(a.path)
+	if err != nil {
+		return fmt.Errorf("audit log %s: %w (rotated away?)", a.path, err)
+	}
+	if !os.SameFile(open, now) {
+		return fmt.Errorf("audit log %s was rotated after %d bytes: later requests would not be counted", a.path, a.bytesRead())
+	}
+	if now.Size() < a.bytesRead() {
+		return fmt.Errorf("audit log %s shrank to %d bytes after %d were read", a.path, now.Size(), a.bytesRead())
+	}
+	return nil
+}
+
+func (a *auditLog) bytesRead() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.offset
+}
+
+// intern keeps one copy of the namespaces, names and resources seen.
+func (a *auditLog) intern(s string) string {
+	if v, ok := a.strs[s]; ok {
+		return v
+	}
+	if a.strs == nil {
+		a.strs = map[string]string{}
+	}
+	a.strs[s] = s
+	return s
+}
+
 func (a *auditLog) add(line []byte) {
 	var ev struct {
-		Verb      string `json:"verb"`
-		UserAgent string `json:"userAgent"`
+		Verb string `json:"verb"`
+		User struct {
+			Username string `json:"username"`
+		} `json:"user"`
 		ObjectRef *struct {
 			Resource    string `json:"resource"`
 			Subresource string `json:"subresource"`
 			Namespace   string `json:"namespace"`
 			Name        string `json:"name"`
 		} `json:"objectRef"`
+		RequestURI     string `json:"requestURI"`
 		ResponseStatus *struct {
 			Code int `json:"code"`
 		} `json:"responseStatus"`
@@ -110,17 +189,30 @@ func (a *auditLog) add(line []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.offset += int64(len(line))
-	if err := json.Unmarshal(line, &ev); err != nil || ev.ObjectRef == nil {
+	if err := json.Unmarshal(line, &ev); err != nil {
 		a.parseErr++
 		return
 	}
-	if !strings.HasPrefix(ev.UserAgent, operatorUserAgent) {
+	var load bool
+	switch ev.User.Username {
+	case operatorUser:
+	case loadUser:
+		load = true
+	default:
 		a.others++
 		return
 	}
-	e := auditEvent{at: ev.RequestReceived, ns: ev.ObjectRef.Namespace, name: ev.ObjectRef.Name, kind: ev.ObjectRef.Resource, verb: ev.Verb, operator: true}
-	if ev.ObjectRef.Subresource != "" {
-		e.kind += "/" + ev.ObjectRef.Subresource
+	e := auditEvent{at: ev.RequestReceived, verb: a.intern(ev.Verb), load: load}
+	if o := ev.ObjectRef; o != nil {
+		res := o.Resource
+		if o.Subresource != "" {
+			res += "/" + o.Subresource
+		}
+		e.res, e.ns, e.name = a.intern(res), a.intern(o.Namespace), o.Name
+	} else {
+		// Discovery and other non-resource requests.
+		path, _, _ := strings.Cut(ev.RequestURI, "?")
+		e.res = a.intern("nonresource " + path)
 	}
 	if ev.ResponseStatus != nil {
 		e.code = ev.ResponseStatus.Code
@@ -136,42 +228,63 @@ func (a *auditLog) sync() {
 		return
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		a.mu.Lock()
-		done := a.offset >= st.Size()
-		a.mu.Unlock()
-		if done {
+	for time.Now().Before(deadline) && a.err() == nil {
+		if a.bytesRead() >= st.Size() {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// writeCount is what the operator wrote in one namespace over a window.
-type writeCount struct {
-	Total      int            `json:"total"`
-	Failed     int            `json:"failed"` // answered >= 400 (e.g. 409 conflicts)
-	ByKindVerb map[string]int `json:"by_kind_verb"`
+// requestCount is what one user sent over a window.
+type requestCount struct {
+	Total  int            `json:"total"`
+	Failed int            `json:"failed"` // answered >= 400 (e.g. 409 conflicts)
+	ByVerb map[string]int `json:"by_verb_and_resource"`
 }
 
-// count returns the operator's writes in namespace ns received in [from, to).
-func (a *auditLog) count(ns string, from, to time.Time) writeCount {
+func newRequestCount() requestCount { return requestCount{ByVerb: map[string]int{}} }
+
+func (c *requestCount) add(e auditEvent) {
+	c.Total++
+	if e.code >= 400 {
+		c.Failed++
+	}
+	c.ByVerb[e.verb+" "+e.res]++
+}
+
+// writes keeps only the writes of c.
+func (c requestCount) writes() requestCount {
+	w := newRequestCount()
+	for k, n := range c.ByVerb {
+		verb, _, _ := strings.Cut(k, " ")
+		if (auditEvent{verb: verb}).write() {
+			w.ByVerb[k] = n
+			w.Total += n
+		}
+	}
+	return w
+}
+
+// count returns the requests received in [from, to) of the operator (or of
+// the load generator) that match keep (nil: all of them, whatever the
+// namespace: leases, events, cluster-scoped lists and watches included).
+func (a *auditLog) count(load bool, from, to time.Time, keep func(auditEvent) bool) requestCount {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// Events are appended roughly in time order; a binary search on a
-	// sorted copy is not worth it at these sizes.
-	c := writeCount{ByKindVerb: map[string]int{}}
+	c := newRequestCount()
 	for _, e := range a.events {
-		if e.ns != ns || e.at.Before(from) || !e.at.Before(to) {
+		if e.load != load || e.at.Before(from) || !e.at.Before(to) || (keep != nil && !keep(e)) {
 			continue
 		}
-		c.Total++
-		if e.code >= 400 {
-			c.Failed++
-		}
-		c.ByKindVerb[e.kind+" "+e.verb]++
+		c.add(e)
 	}
 	return c
+}
+
+// inNamespace keeps the requests on objects of ns.
+func inNamespace(ns string) func(auditEvent) bool {
+	return func(e auditEvent) bool { return e.ns == ns }
 }
 
 // perRefresh attributes the operator's writes in ns to refreshes without
@@ -180,7 +293,7 @@ func (a *auditLog) count(ns string, from, to time.Time) writeCount {
 // sm, and counts every write of that credential in [s1, sm): the writes of
 // the m-1 complete refresh cycles that start at s1 … s(m-1), whatever
 // happens between them. It returns the writes and the refreshes (Σ m-1).
-func (a *auditLog) perRefresh(ns string, from, to time.Time) (writeCount, int) {
+func (a *auditLog) perRefresh(ns string, from, to time.Time) (requestCount, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	type cred struct {
@@ -189,7 +302,10 @@ func (a *auditLog) perRefresh(ns string, from, to time.Time) (writeCount, int) {
 	}
 	creds := map[string]*cred{}
 	for _, e := range a.events {
-		if e.ns != ns || e.at.Before(from) || !e.at.Before(to) || len(e.name) < 3 {
+		if e.load || !e.write() || e.ns != ns || e.at.Before(from) || !e.at.Before(to) || len(e.name) < 3 {
+			continue
+		}
+		if e.res != "secrets" && !strings.HasPrefix(e.res, "apicredentials") {
 			continue
 		}
 		key := e.name[2:] // c-00012 and t-00012 share 00012
@@ -199,11 +315,11 @@ func (a *auditLog) perRefresh(ns string, from, to time.Time) (writeCount, int) {
 			creds[key] = c
 		}
 		c.events = append(c.events, e)
-		if e.kind == "secrets" && e.verb == "update" && e.code < 300 {
+		if e.res == "secrets" && e.verb == "update" && e.code < 300 {
 			c.updates = append(c.updates, e.at)
 		}
 	}
-	w := writeCount{ByKindVerb: map[string]int{}}
+	w := newRequestCount()
 	refreshes := 0
 	for _, c := range creds {
 		if len(c.updates) < 2 {
@@ -216,35 +332,86 @@ func (a *auditLog) perRefresh(ns string, from, to time.Time) (writeCount, int) {
 			if e.at.Before(first) || !e.at.Before(last) {
 				continue
 			}
-			w.Total++
-			if e.code >= 400 {
-				w.Failed++
-			}
-			w.ByKindVerb[e.kind+" "+e.verb]++
+			w.add(e)
 		}
 	}
 	return w, refreshes
 }
 
-func (c writeCount) String() string {
-	keys := make([]string, 0, len(c.ByKindVerb))
-	for k := range c.ByKindVerb {
+// checkCounted fails a phase whose window saw refreshes while the audit log
+// counted no request of the operator: a counter that stopped must not print
+// a figure of zero.
+func (a *auditLog) checkCounted(what string, refreshes int, counted requestCount) error {
+	if err := a.err(); err != nil {
+		return fmt.Errorf("%s: the audit counter stopped: %w", what, err)
+	}
+	if refreshes > 0 && counted.Total == 0 {
+		return fmt.Errorf("%s: %d refreshes were seen but the audit log counted no request of the operator (%d bytes read): the counter is broken, no figure is printed", what, refreshes, a.bytesRead())
+	}
+	return nil
+}
+
+func (c requestCount) String() string {
+	keys := make([]string, 0, len(c.ByVerb))
+	for k := range c.ByVerb {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, k+"="+itoa(c.ByKindVerb[k]))
+		parts = append(parts, k+"="+itoa(c.ByVerb[k]))
 	}
 	return strings.Join(parts, ", ")
 }
 
+// perEach renders c divided by n, largest first: "2.00 get secrets, …".
+func (c requestCount) perEach(n int) string {
+	type kv struct {
+		k string
+		v int
+	}
+	var kvs []kv
+	for k, v := range c.ByVerb {
+		kvs = append(kvs, kv{k, v})
+	}
+	sort.Slice(kvs, func(i, j int) bool {
+		if kvs[i].v != kvs[j].v {
+			return kvs[i].v > kvs[j].v
+		}
+		return kvs[i].k < kvs[j].k
+	})
+	var parts []string
+	for _, p := range kvs {
+		parts = append(parts, fmt.Sprintf("%.3f %s", float64(p.v)/float64(max(1, n)), p.k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// perRefreshMap is c divided by n, for the JSON.
+func (c requestCount) perRefreshMap(n int) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range c.ByVerb {
+		out[k] = round(float64(v)/float64(max(1, n)), 4)
+	}
+	return out
+}
+
 // stats says how much of the log was read, to show the counting worked.
-func (a *auditLog) stats() map[string]int {
+func (a *auditLog) stats() map[string]any {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return map[string]int{
-		"operator_writes": len(a.events), "other_writes": a.others,
-		"unparsed_lines": a.parseErr, "bytes_read": int(a.offset),
+	load := 0
+	for _, e := range a.events {
+		if e.load {
+			load++
+		}
 	}
+	s := map[string]any{
+		"operator_requests": len(a.events) - load, "load_generator_requests": load, "other_lines": a.others,
+		"unparsed_lines": a.parseErr, "bytes_read": int(a.offset), "max_size_mb": auditMaxSizeMB,
+	}
+	if a.broken != nil {
+		s["stopped"] = a.broken.Error()
+	}
+	return s
 }

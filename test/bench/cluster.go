@@ -26,7 +26,8 @@ type controlPlane struct {
 	cfg        *rest.Config // admin
 	dir        string
 	auditPath  string
-	kubeconfig string // admin, for the manager
+	kubeconfig string       // the operator's user (system:masters), for the manager
+	loadCfg    *rest.Config // the load generator's user (system:masters)
 	assets     string
 	apiPid     int
 	etcdPid    int
@@ -61,18 +62,38 @@ func startControlPlane(dir string) (*controlPlane, error) {
 	}
 	cp.env.ControlPlane.GetAPIServer().Configure().
 		Set("audit-policy-file", policy).
-		Set("audit-log-path", cp.auditPath)
+		Set("audit-log-path", cp.auditPath).
+		Set("audit-log-maxsize", auditMaxSizeMB).
+		Set("audit-log-maxbackup", "1")
 	cfg, err := cp.env.Start()
 	if err != nil {
 		_ = cp.env.Stop()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	cp.cfg = cfg
-	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(cp.kubeconfig, cp.env.KubeConfig, 0o600); err != nil {
+	// The operator and the load generator each get a user of their own, so
+	// that the audit policy selects exactly their requests.
+	op, err := cp.env.AddUser(envtest.User{Name: operatorUser, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
 		_ = cp.env.Stop()
 		return nil, err
 	}
+	kc, err := op.KubeConfig()
+	if err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(cp.kubeconfig, kc, 0o600); err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	load, err := cp.env.AddUser(envtest.User{Name: loadUser, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		_ = cp.env.Stop()
+		return nil, err
+	}
+	cp.loadCfg = rest.CopyConfig(load.Config())
 	if cp.apiPid, err = findPid("kube-apiserver", apiDir); err != nil {
 		_ = cp.env.Stop()
 		return nil, err

@@ -1,16 +1,18 @@
 // Command bench measures what it costs tokenwarden to keep every token
 // fresh (docs/performance.md): it starts a real kube-apiserver and etcd (with
 // the audit log on), the sandbox token provider on loopback and the built
-// manager (bin/manager) as a child process, runs five phases, prints one
+// manager (bin/manager) as a child process, runs its phases, prints one
 // table and writes one JSON file under bench/results/.
 //
-//	make bench                     # the full run (under 30 minutes on 2 cores)
+//	make bench                     # the full run (about 50 minutes on 2 cores)
 //	BENCH_SCALE=quick make bench   # a short run to check the bench itself
 //
-// BENCH_PHASES=cycle,restart,scale,memory,throttle limits the phases (for
-// work on the bench; a run with fewer phases says so in its JSON), and
-// BENCH_KEEP=1 keeps the work folder (audit log, manager log) after a run
-// that succeeded.
+// BENCH_PHASES=cycle,restart,scale,ceiling,hosts,providers,memory,throttle
+// limits the phases (for work on the bench; a run with fewer phases says so
+// in its JSON), and BENCH_KEEP=1 keeps the work folder (audit log, manager
+// log) after a run that succeeded. A phase that does not complete, a
+// counter that stopped among the causes, fails the run (exit status 1)
+// after the JSON has recorded it.
 package main
 
 import (
@@ -38,6 +40,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -70,10 +73,26 @@ type config struct {
 	ScaleWindow   time.Duration `json:"scale_window"`
 	ReadyTimeout  time.Duration `json:"ready_timeout"`
 
-	MemCreds      int           `json:"memory_credentials"`
+	MemSeries     []int         `json:"memory_series"`
 	MemSecrets    int           `json:"memory_unrelated_secrets"`
 	MemSecretSize int           `json:"memory_unrelated_secret_bytes"`
 	MemLifetime   time.Duration `json:"memory_token_lifetime"`
+
+	CeilN        int           `json:"ceiling_credentials"`
+	CeilLifetime time.Duration `json:"ceiling_token_lifetime"`
+	CeilWarmup   time.Duration `json:"ceiling_warmup"`
+	CeilWindow   time.Duration `json:"ceiling_window"`
+	CeilWorkers  int           `json:"ceiling_load_workers"`
+
+	HostsN        int           `json:"hosts"`
+	HostsPerHost  int           `json:"hosts_credentials_per_host"`
+	HostsLifetime time.Duration `json:"hosts_token_lifetime"`
+	HostsRun      time.Duration `json:"hosts_run"`
+
+	ProvNamespaces int           `json:"provider_namespaces"`
+	ProvPerNS      int           `json:"provider_consumers_per_namespace"`
+	ProvLifetime   time.Duration `json:"provider_token_lifetime"`
+	ProvRun        time.Duration `json:"provider_run"`
 
 	ThrottleN          int           `json:"throttle_credentials"`
 	ThrottleK          int           `json:"throttle_per_minute"`
@@ -95,15 +114,31 @@ func configFor(scale string) (config, error) {
 		NoopWindow:      15 * time.Second,
 		RestartWindow:   30 * time.Second,
 
-		ScaleNs:       []int{100, 1000, 2000, 5000},
+		ScaleNs:       []int{1000, 5000},
 		ScaleLifetime: 60 * time.Second,
 		ScaleWindow:   150 * time.Second,
 		ReadyTimeout:  150 * time.Second,
 
-		MemCreds:      1000,
+		MemSeries:     []int{1000, 5000, 10000},
 		MemSecrets:    2000,
 		MemSecretSize: 512 << 10,
 		MemLifetime:   10 * time.Minute,
+
+		CeilN:        5000,
+		CeilLifetime: 20 * time.Second,
+		CeilWarmup:   20 * time.Second,
+		CeilWindow:   60 * time.Second,
+		CeilWorkers:  64, // the operator's --max-concurrent-reconciles
+
+		HostsN:        3,
+		HostsPerHost:  240,
+		HostsLifetime: 4 * time.Minute,
+		HostsRun:      4 * time.Minute,
+
+		ProvNamespaces: 50,
+		ProvPerNS:      10,
+		ProvLifetime:   60 * time.Second,
+		ProvRun:        150 * time.Second,
 
 		ThrottleN:          500,
 		ThrottleK:          300,
@@ -119,8 +154,11 @@ func configFor(scale string) (config, error) {
 	case "quick":
 		c.ScaleNs = []int{100, 1000}
 		c.ScaleWindow = 45 * time.Second
-		c.MemCreds, c.MemSecrets = 200, 200
+		c.MemSeries, c.MemSecrets = []int{200, 1000}, 200
 		c.ThrottleN, c.ThrottleK = 100, 60
+		c.CeilN, c.CeilWindow = 1000, 30*time.Second
+		c.HostsN, c.HostsPerHost, c.HostsRun = 2, 150, 2*time.Minute
+		c.ProvNamespaces, c.ProvRun = 10, 70*time.Second
 		c.ThrottleRun = 110 * time.Second
 	default:
 		return c, fmt.Errorf("BENCH_SCALE=%q: want full or quick", scale)
@@ -140,7 +178,7 @@ func configFor(scale string) (config, error) {
 	return c, nil
 }
 
-var allPhases = []string{"cycle", "restart", "scale", "memory", "throttle"}
+var allPhases = []string{"cycle", "restart", "scale", "ceiling", "hosts", "providers", "memory", "throttle"}
 
 type bench struct {
 	cfg     config
@@ -209,6 +247,9 @@ func logf(format string, args ...any) {
 
 func main() {
 	ctrllog.SetLogger(logr.Discard())
+	// client-go's own complaints (a request cut off by the end of a load
+	// window) are not the bench's output.
+	klog.SetLogger(logr.Discard())
 	manager := flag.String("manager", "", "built manager binary (default <repo>/bin/manager)")
 	flag.Parse()
 	if err := run(*manager); err != nil {
@@ -314,13 +355,14 @@ func run(managerBin string) error {
 	}()
 
 	kubeVersion, etcdVersion := b.cp.versions()
-	b.note("API writes counted from the kube-apiserver audit log (Metadata level, one event per request at ResponseComplete, policy: create/update/patch/delete on secrets and apicredentials incl. status); the operator's writes are those whose userAgent starts with %q, the bench's own requests carry %q.", operatorUserAgent, benchUserAgent)
-	b.note("The manager is bin/manager run as a child process with --leader-elect=false --allow-private-networks --metrics-secure=false --host-requests-per-minute=-1 (1000 in the 429 phase), authenticated as the envtest admin (system:masters), not through the shipped RBAC.")
+	b.note("API requests counted from the kube-apiserver audit log: Metadata level (no bodies), one event per request at ResponseComplete, every request of the operator's own user %q (reads, lists, watches, writes, events, leases, discovery) and of the load generator's user %q, nothing else; --audit-log-maxsize=%s MB so the log never rotates, and the run fails if the follower stops or a phase with refreshes counts no request.", operatorUser, loadUser, auditMaxSizeMB)
+	b.note("The manager is bin/manager run as a child process with --leader-elect=true (Lease in kube-system, the shipped default timings) --allow-private-networks --metrics-secure=false --host-requests-per-minute=-1 (other values where a phase says so), authenticated as user %q in group system:masters, not through the shipped RBAC.", operatorUser)
 	b.note("Provider calls are counted by the in-process sandbox (every request on the token path, 429s included); all credentials use flow B (OAuth2 client credentials) over TLS with a caBundle Secret.")
 	b.note("Target Secrets and APICredentials are watched by the bench through informers; every second each target Secret in the active phase is sampled, and a sample whose auth.tokenwarden.io/expires-at is not in the future counts as exposure. A token change records the previous token's remaining validity when the new one was observed (and, from the annotations, at the new token's issued-at).")
 	b.note("Control plane: envtest's kube-apiserver and etcd on the same machine (etcd runs with --unsafe-no-fsync as envtest sets it, and --quota-backend-bytes=%s). The sandbox, the informers and the samplers run inside the bench process, on the same cores; its CPU is reported as 'bench'.", etcdQuotaBytes)
 	b.note("Absolute times on a shared 2-core machine are noisy; load average at start %s.", machine.LoadAvg)
 
+	var failed []string
 	for _, p := range phases {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -334,6 +376,12 @@ func run(managerBin string) error {
 			err = b.phaseRestart(ctx)
 		case "scale":
 			err = b.phaseScale(ctx)
+		case "ceiling":
+			err = b.phaseCeiling(ctx)
+		case "hosts":
+			err = b.phaseHosts(ctx)
+		case "providers":
+			err = b.phaseProviders(ctx)
 		case "memory":
 			err = b.phaseMemory(ctx)
 		case "throttle":
@@ -342,6 +390,7 @@ func run(managerBin string) error {
 		if err != nil {
 			b.note("phase %s did not complete: %v", p, err)
 			logf("phase %s: %v", p, err)
+			failed = append(failed, fmt.Sprintf("%s: %v", p, err))
 			if ctx.Err() != nil {
 				break
 			}
@@ -376,6 +425,9 @@ func run(managerBin string) error {
 	if len(phases) != len(allPhases) {
 		report["partial"] = "only the phases listed were run (BENCH_PHASES)"
 	}
+	if len(failed) > 0 {
+		report["failed_phases"] = failed
+	}
 	if err := os.MkdirAll(b.outDir, 0o755); err != nil {
 		return err
 	}
@@ -404,6 +456,11 @@ func run(managerBin string) error {
 	fmt.Printf("results: %s\n", rel(root, out))
 	for _, f := range b.files {
 		fmt.Printf("         %s\n", f)
+	}
+	if len(failed) > 0 {
+		// Loudly: a phase that did not complete (a counter that stopped
+		// among the causes) fails the run, after the JSON says which.
+		return fmt.Errorf("%d phase(s) did not complete (work folder kept: %s): %s", len(failed), work, strings.Join(failed, "; "))
 	}
 	if os.Getenv("BENCH_KEEP") == "" {
 		_ = os.RemoveAll(work)
@@ -485,6 +542,12 @@ const (
 // sandbox client (named after the client), registering each client with the
 // sandbox.
 func (b *bench) setupNamespace(ctx context.Context, ns string, clients []string) error {
+	return b.setupNamespaceOn(ctx, b.sb, ns, clients)
+}
+
+// setupNamespaceOn is setupNamespace for the clients of sandbox server sb
+// (which shares the bench sandbox's CA).
+func (b *bench) setupNamespaceOn(ctx context.Context, sb *sandbox.Server, ns string, clients []string) error {
 	if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
@@ -496,7 +559,7 @@ func (b *bench) setupNamespace(ctx context.Context, ns string, clients []string)
 	}
 	for _, id := range clients {
 		secret := randomString(24)
-		b.sb.AddClient(id, secret)
+		sb.AddClient(id, secret)
 		if err := b.k8s.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: id},
 			Data:       map[string][]byte{"id": []byte(id), "secret": []byte(secret)},
@@ -512,27 +575,43 @@ func targetName(i int) string { return fmt.Sprintf("t-%05d", i) }
 
 // credential is a flow-B APICredential for sandbox client id.
 func (b *bench) credential(ns string, i int, clientID string) *authv1alpha1.APICredential {
-	ca := authv1alpha1.SecretName(caSecret)
 	return &authv1alpha1.APICredential{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credName(i)},
 		Spec: authv1alpha1.APICredentialSpec{
-			TokenRequest: &authv1alpha1.TokenRequest{
-				URL:       b.sb.FlowURL("B"),
-				Method:    authv1alpha1.MethodPOST,
-				BasicAuth: &authv1alpha1.BasicAuth{SecretName: authv1alpha1.SecretName(clientID), UsernameKey: "id", PasswordKey: "secret"},
-				Form:      []authv1alpha1.Parameter{{Name: "grant_type", Value: ptr.To("client_credentials")}},
-				CABundle:  &authv1alpha1.CABundle{SecretName: &ca, Key: caKey},
-			},
-			Target: authv1alpha1.TargetSecret{SecretName: authv1alpha1.SecretName(targetName(i))},
+			TokenRequest: flowB(b.sb.FlowURL("B"), clientID, credName(i)),
+			Target:       authv1alpha1.TargetSecret{SecretName: authv1alpha1.SecretName(targetName(i))},
 		},
+	}
+}
+
+// flowB is the token request of sandbox client id at url, with the CA
+// Secret of its namespace. The scope makes each credential's request its
+// own (the sandbox ignores it): identical requests would share one token
+// and one call, and the bench measures refreshes, not copies.
+func flowB(url, clientID, scope string) *authv1alpha1.TokenRequest {
+	ca := authv1alpha1.SecretName(caSecret)
+	return &authv1alpha1.TokenRequest{
+		URL:       url,
+		Method:    authv1alpha1.MethodPOST,
+		BasicAuth: &authv1alpha1.BasicAuth{SecretName: authv1alpha1.SecretName(clientID), UsernameKey: "id", PasswordKey: "secret"},
+		Form: []authv1alpha1.Parameter{
+			{Name: "grant_type", Value: ptr.To("client_credentials")},
+			{Name: "scope", Value: ptr.To("bench:" + scope)},
+		},
+		CABundle: &authv1alpha1.CABundle{SecretName: &ca, Key: caKey},
 	}
 }
 
 // createCredentials creates n APICredentials at once (parallel requests),
 // recording the moment each create request was sent.
 func (b *bench) createCredentials(ctx context.Context, ns string, n int, clientFor func(i int) string) error {
+	return b.createEach(ctx, ns, n, func(i int) *authv1alpha1.APICredential { return b.credential(ns, i, clientFor(i)) })
+}
+
+// createEach creates n APICredentials made by mk at once.
+func (b *bench) createEach(ctx context.Context, ns string, n int, mk func(i int) *authv1alpha1.APICredential) error {
 	return parallel(ctx, n, 16, func(i int) error {
-		c := b.credential(ns, i, clientFor(i))
+		c := mk(i)
 		b.track.created(ns, c.Name, time.Now())
 		return b.k8s.Create(ctx, c)
 	})

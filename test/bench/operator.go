@@ -37,7 +37,10 @@ func (o *operator) start(ctx context.Context, extra ...string) error {
 		return err
 	}
 	o.args = append([]string{
-		"--leader-elect=false",
+		// Leader election as shipped, so that its Lease requests are
+		// counted with the rest.
+		"--leader-elect=true",
+		"--leader-election-namespace=kube-system",
 		"--allow-private-networks",
 		"--metrics-secure=false",
 		"--metrics-bind-address=" + o.metricsAddr,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,18 @@ import (
 type tracker struct {
 	mu  sync.Mutex
 	nss map[string]*nsTrack
+	// tokenLog records every token observed in namespaces with this
+	// prefix (first ones included), for the copy delays of providers.
+	tokenPrefix string
+	tokenLog    []tokenSeen
+}
+
+// tokenSeen is one token observed in a Secret: a hash of it (kept in the
+// bench's memory only) and when.
+type tokenSeen struct {
+	at       time.Time
+	ns, name string
+	hash     [16]byte
 }
 
 type nsTrack struct {
@@ -55,6 +69,8 @@ type tokenChange struct {
 	// remaining validity of the previous token when the new one was
 	// observed, and (from the annotations) at the new token's issued-at.
 	remainObserved, remainAnnotated time.Duration
+	// oldExpires is the previous token's expiry (annotation).
+	oldExpires time.Time
 }
 
 // tick is one 1 s sample of a namespace.
@@ -67,6 +83,23 @@ type tick struct {
 }
 
 func newTracker() *tracker { return &tracker{nss: map[string]*nsTrack{}} }
+
+func tokenHash(token string) [16]byte {
+	sum := sha256.Sum256([]byte(token))
+	var h [16]byte
+	copy(h[:], sum[:16])
+	return h
+}
+
+// logTokens starts (prefix != "") or stops the token log and returns what
+// it had recorded.
+func (t *tracker) logTokens(prefix string) []tokenSeen {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.tokenLog
+	t.tokenPrefix, t.tokenLog = prefix, nil
+	return out
+}
 
 func (t *tracker) ns(name string) *nsTrack {
 	n := t.nss[name]
@@ -134,17 +167,26 @@ func (t *tracker) secret(o any) {
 	defer t.mu.Unlock()
 	n := t.ns(s.Namespace)
 	st := n.secrets[s.Name]
+	logged := t.tokenPrefix != "" && strings.HasPrefix(s.Namespace, t.tokenPrefix)
 	if st == nil {
-		n.secrets[s.Name] = &secretState{token: token, issuedAt: issued, expiresAt: expires, tokens: 1}
-		return
+		// A Secret may first appear empty: the operator claims the target
+		// name before the first token is written.
+		st = &secretState{}
+		n.secrets[s.Name] = st
 	}
-	if token != st.token {
-		n.changes = append(n.changes, tokenChange{
-			at: now, name: s.Name,
-			remainObserved:  st.expiresAt.Sub(now),
-			remainAnnotated: st.expiresAt.Sub(issued),
-		})
+	if token != st.token && token != "" {
+		if st.token != "" && !st.expiresAt.IsZero() {
+			n.changes = append(n.changes, tokenChange{
+				at: now, name: s.Name,
+				remainObserved:  st.expiresAt.Sub(now),
+				remainAnnotated: st.expiresAt.Sub(issued),
+				oldExpires:      st.expiresAt,
+			})
+		}
 		st.tokens++
+		if logged {
+			t.tokenLog = append(t.tokenLog, tokenSeen{at: now, ns: s.Namespace, name: s.Name, hash: tokenHash(token)})
+		}
 	}
 	st.token, st.issuedAt, st.expiresAt = token, issued, expires
 }
