@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -19,12 +18,33 @@ const cacheCatchUp = 2 * time.Second
 // could read the old status or the old token from the cache and ask the
 // provider again. Giving up after cacheCatchUp is safe: the refresh floor
 // still spaces provider calls.
+//
+// The cache is polled 5 ms after the write, then at doubling intervals up
+// to 50 ms: each look deep-copies the object, and at a few hundred writes a
+// second under load a fixed 5 ms poll was a tenth of the operator's CPU.
 func (r *APICredentialReconciler) awaitOwnWrite(ctx context.Context, obj client.Object) {
 	key := client.ObjectKeyFromObject(obj)
 	written := obj.GetResourceVersion()
 	probe := obj.DeepCopyObject().(client.Object)
-	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, cacheCatchUp, true, func(ctx context.Context) (bool, error) {
-		err := r.Client.Get(ctx, key, probe)
-		return err == nil && probe.GetResourceVersion() == written, nil
-	})
+	deadline := time.Now().Add(cacheCatchUp)
+	for wait := cachePollFirst; ; wait = min(2*wait, cachePollMax) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(wait, left)):
+		}
+		if err := r.Client.Get(ctx, key, probe); err == nil && probe.GetResourceVersion() == written {
+			return
+		}
+	}
 }
+
+// cachePollFirst and cachePollMax space the looks of awaitOwnWrite.
+const (
+	cachePollFirst = 5 * time.Millisecond
+	cachePollMax   = 50 * time.Millisecond
+)

@@ -121,7 +121,9 @@ func (a *auditLog) follow(ctx context.Context) {
 		// At the end of what was written: make sure it is still the file
 		// the API server writes to, and that it has not been cut.
 		if err := a.sameFile(f); err != nil {
-			a.fail(err)
+			if ctx.Err() == nil {
+				a.fail(err)
+			}
 			return
 		}
 		select {

@@ -82,6 +82,7 @@ type config struct {
 	CeilLifetime time.Duration `json:"ceiling_token_lifetime"`
 	CeilWarmup   time.Duration `json:"ceiling_warmup"`
 	CeilWindow   time.Duration `json:"ceiling_window"`
+	CeilRounds   int           `json:"ceiling_rounds"`
 	CeilWorkers  int           `json:"ceiling_load_workers"`
 
 	HostsN        int           `json:"hosts"`
@@ -128,6 +129,7 @@ func configFor(scale string) (config, error) {
 		CeilLifetime: 20 * time.Second,
 		CeilWarmup:   20 * time.Second,
 		CeilWindow:   60 * time.Second,
+		CeilRounds:   2,
 		CeilWorkers:  64, // the operator's --max-concurrent-reconciles
 
 		HostsN:        3,
@@ -185,7 +187,7 @@ type bench struct {
 	root    string
 	work    string
 	outDir  string
-	stamp   string // UTC date for file names
+	stamp   string // UTC start time for file names
 	started time.Time
 
 	cp    *controlPlane
@@ -297,11 +299,8 @@ func run(managerBin string) error {
 		outDir:  filepath.Join(root, "bench", "results"),
 		details: map[string]any{},
 	}
-	b.stamp = b.started.Format("2006-01-02")
-	if os.Getenv("BENCH_PHASES") != "" || os.Getenv("BENCH_SCALE_NS") != "" {
-		// A partial run must not overwrite the files of the day's full run.
-		b.stamp = b.started.Format("2006-01-02-1504")
-	}
+	// The start time in the names: no run overwrites another's files.
+	b.stamp = b.started.Format("2006-01-02-1504")
 	machine := readMachine()
 	logf("scale %s, phases %s, work folder %s (kept on failure)", scale, strings.Join(phases, ","), work)
 
@@ -462,6 +461,8 @@ func run(managerBin string) error {
 		// among the causes) fails the run, after the JSON says which.
 		return fmt.Errorf("%d phase(s) did not complete (work folder kept: %s): %s", len(failed), work, strings.Join(failed, "; "))
 	}
+	// The audit follower stops before its file goes.
+	stopBackground()
 	if os.Getenv("BENCH_KEEP") == "" {
 		_ = os.RemoveAll(work)
 	}
@@ -700,12 +701,19 @@ func (b *bench) cleanup(ctx context.Context, ns string) error {
 		}
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	for i := 1; time.Now().Before(deadline); i++ {
 		s, c := b.track.counts(ns)
 		if s == 0 && c == 0 {
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
+		if i%25 == 0 {
+			// A pass that was under way when its APICredential went may
+			// still write its target Secret; with no garbage collector
+			// that Secret would stay. Delete again.
+			_ = b.k8s.DeleteAllOf(ctx, &authv1alpha1.APICredential{}, client.InNamespace(ns))
+			_ = b.k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns))
+		}
 	}
 	return fmt.Errorf("namespace %s not empty 2 minutes after the deletes", ns)
 }
