@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -172,4 +174,34 @@ func meanLatency(a, b metrics, name string, matchers ...string) (ms, count float
 	}
 	s := b.sum(name+"_sum", matchers...) - a.sum(name+"_sum", matchers...)
 	return round(1000*s/n, 2), n
+}
+
+// protectLeases puts the operator's Lease requests in the API server's
+// leader-election priority level, as kube-controller-manager's are by the
+// built-in FlowSchemas: at saturation the operator's own refresh traffic
+// queues in its user's flow, and a Lease renewal waiting behind it past the
+// renew deadline makes the operator give up leadership and exit. A platform
+// does the same for its operators (docs/performance.md).
+func (cp *controlPlane) protectLeases(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(cp.cfg)
+	if err != nil {
+		return err
+	}
+	fs := &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "tokenwarden-leader-election"},
+		Spec: flowcontrolv1.FlowSchemaSpec{
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "leader-election"},
+			MatchingPrecedence:         150,
+			DistinguisherMethod:        &flowcontrolv1.FlowDistinguisherMethod{Type: flowcontrolv1.FlowDistinguisherMethodByUserType},
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindUser, User: &flowcontrolv1.UserSubject{Name: operatorUser}}},
+				ResourceRules: []flowcontrolv1.ResourcePolicyRule{{
+					Verbs: []string{"get", "create", "update"}, APIGroups: []string{"coordination.k8s.io"},
+					Resources: []string{"leases"}, Namespaces: []string{flowcontrolv1.NamespaceEvery},
+				}},
+			}},
+		},
+	}
+	_, err = cs.FlowcontrolV1().FlowSchemas().Create(ctx, fs, metav1.CreateOptions{})
+	return err
 }

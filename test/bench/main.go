@@ -331,6 +331,9 @@ func run(managerBin string) error {
 		return err
 	}
 
+	if err := b.cp.protectLeases(ctx); err != nil {
+		return fmt.Errorf("the FlowSchema for the operator's Leases: %w", err)
+	}
 	b.audit = &auditLog{path: b.cp.auditPath}
 	go b.audit.follow(bgCtx)
 	b.track = newTracker()
@@ -355,7 +358,7 @@ func run(managerBin string) error {
 
 	kubeVersion, etcdVersion := b.cp.versions()
 	b.note("API requests counted from the kube-apiserver audit log: Metadata level (no bodies), one event per request at ResponseComplete, every request of the operator's own user %q (reads, lists, watches, writes, events, leases, discovery) and of the load generator's user %q, nothing else; --audit-log-maxsize=%s MB so the log never rotates, and the run fails if the follower stops or a phase with refreshes counts no request.", operatorUser, loadUser, auditMaxSizeMB)
-	b.note("The manager is bin/manager run as a child process with --leader-elect=true (Lease in kube-system, the shipped default timings) --allow-private-networks --metrics-secure=false --host-requests-per-minute=-1 (other values where a phase says so), authenticated as user %q in group system:masters, not through the shipped RBAC.", operatorUser)
+	b.note("The manager is bin/manager run as a child process with --leader-elect=true (Lease in kube-system, the shipped default timings; a FlowSchema puts its Lease requests in the leader-election priority level, as a platform does for its controllers) --allow-private-networks --metrics-secure=false --host-requests-per-minute=-1 (other values where a phase says so), authenticated as user %q in group system:masters, not through the shipped RBAC.", operatorUser)
 	b.note("Provider calls are counted by the in-process sandbox (every request on the token path, 429s included); all credentials use flow B (OAuth2 client credentials) over TLS with a caBundle Secret.")
 	b.note("Target Secrets and APICredentials are watched by the bench through informers; every second each target Secret in the active phase is sampled, and a sample whose auth.tokenwarden.io/expires-at is not in the future counts as exposure. A token change records the previous token's remaining validity when the new one was observed (and, from the annotations, at the new token's issued-at).")
 	b.note("Control plane: envtest's kube-apiserver and etcd on the same machine (etcd runs with --unsafe-no-fsync as envtest sets it, and --quota-backend-bytes=%s). The sandbox, the informers and the samplers run inside the bench process, on the same cores; its CPU is reported as 'bench'.", etcdQuotaBytes)
