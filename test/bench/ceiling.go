@@ -75,7 +75,7 @@ func (b *bench) phaseCeiling(ctx context.Context) (err error) {
 		rounds = append(rounds, r)
 	}
 	var opSum, genSum float64
-	var opReq, genReq requestCount = newRequestCount(), newRequestCount()
+	opReq, genReq := newRequestCount(), newRequestCount()
 	opRefreshes, genDone := 0, 0
 	for _, r := range rounds {
 		opSum += r.opRate
