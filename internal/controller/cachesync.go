@@ -26,16 +26,15 @@ func (r *APICredentialReconciler) awaitOwnWrite(ctx context.Context, obj client.
 	key := client.ObjectKeyFromObject(obj)
 	written := obj.GetResourceVersion()
 	probe := obj.DeepCopyObject().(client.Object)
-	deadline := time.Now().Add(cacheCatchUp)
+	// A bound in real time, as the informer's delay is: not the injected
+	// clock, which tests step.
+	ctx, cancel := context.WithTimeout(ctx, cacheCatchUp)
+	defer cancel()
 	for wait := cachePollFirst; ; wait = min(2*wait, cachePollMax) {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(wait, left)):
+		case <-time.After(wait):
 		}
 		if err := r.Client.Get(ctx, key, probe); err == nil && probe.GetResourceVersion() == written {
 			return
