@@ -292,6 +292,41 @@ func TestForeignTargetSecretIsLeftUntouched(t *testing.T) {
 	h.waitCondition("foreign", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
 }
 
+// A target name held by another APICredential's Secret: the Secret is in
+// the owned cache, not the metadata cache, and its deletion must still reach
+// the credential that waits for the name.
+func TestTargetHeldByAnotherCredentialIsTakenWhenFreed(t *testing.T) {
+	h := newHarness(t)
+	h.client("holder")
+	h.client("waiter")
+	h.credential("holder", authv1alpha1.APICredentialSpec{TokenRequest: h.flowB("holder"), Target: targetSpec("held-token")})
+	h.waitCondition("holder", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
+	h.credential("waiter", authv1alpha1.APICredentialSpec{TokenRequest: h.flowB("waiter"), Target: targetSpec("held-token")})
+	c := h.waitCondition("waiter", authv1alpha1.ConditionDegraded, metav1.ConditionTrue, authv1alpha1.ReasonTargetConflict, readyWait)
+	if next := c.Status.NextRefreshTime; next == nil || time.Until(next.Time) < time.Minute {
+		t.Fatalf("the waiter's next attempt %v, want the slow retry minutes away (so that only an event can wake it)", next)
+	}
+	if n := h.sb.Calls("waiter"); n != 0 {
+		t.Errorf("%d provider calls for the waiter while the name is held, want 0", n)
+	}
+	// The holder goes, and with it its Secret (as the garbage collector,
+	// which envtest does not run, would do).
+	if err := k8s.Delete(context.Background(), h.get("holder")); err != nil {
+		t.Fatal(err)
+	}
+	held := h.targetSecret("held-token")
+	if err := k8s.Delete(context.Background(), held); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	w := h.waitCondition("waiter", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", 15*time.Second)
+	s := h.targetSecret("held-token")
+	if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != w.UID {
+		t.Errorf("held-token's controller owner %+v, want the waiter (%s)", owner, w.UID)
+	}
+	t.Logf("the waiter took the freed name %s after its Secret was deleted", time.Since(freed).Round(10*time.Millisecond))
+}
+
 func TestDeletedTargetIsRecreatedWithoutProviderCall(t *testing.T) {
 	h := newHarness(t)
 	h.client("recreate")

@@ -1,10 +1,14 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,9 +26,7 @@ func CacheOptions(namespaces []string) cache.Options {
 		DefaultTransform:            cache.TransformStripManagedFields(),
 		ReaderFailOnMissingInformer: true,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
-				authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue,
-			})},
+			&corev1.Secret{}: {Label: ownedSecrets},
 		},
 	}
 	o.DefaultNamespaces = namespaceConfig(namespaces)
@@ -42,11 +44,31 @@ func namespaceConfig(namespaces []string) map[string]cache.Config {
 	return out
 }
 
-// newMetadataCache is a second cache holding only the metadata of all
-// Secrets and ConfigMaps: enough to notice that a source changed, or that a
-// foreign Secret squats a target name, without holding any data. It is
-// separate from the manager's cache because there the Secret kind is
-// label-selected, and a selector applies to every view of a kind.
+// ownedSecrets selects the Secrets tokenwarden writes; notOwnedSecrets the
+// rest. The manager caches the first in full, the metadata cache the second
+// as metadata only, so no Secret is held twice and tokenwarden's own writes
+// reach it on one watch.
+var (
+	ownedSecrets    = labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
+	notOwnedSecrets = labels.SelectorFromValidatedSet(nil).Add(mustRequirement(
+		authv1alpha1.LabelManagedBy, selection.NotEquals, authv1alpha1.ManagedByValue))
+)
+
+func mustRequirement(key string, op selection.Operator, value string) labels.Requirement {
+	r, err := labels.NewRequirement(key, op, []string{value})
+	if err != nil {
+		panic(err)
+	}
+	return *r
+}
+
+// newMetadataCache is a second cache holding only metadata: of the Secrets
+// tokenwarden does not own, and of all ConfigMaps. That is enough to notice
+// that a source changed, or that a foreign Secret squats a target name,
+// without holding any data. It is separate from the manager's cache because
+// there the Secret kind is label-selected, and a selector applies to every
+// view of a kind. Read it through secretMetadata, which completes it with
+// the owned Secrets.
 func newMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:                      mgr.GetScheme(),
@@ -55,6 +77,9 @@ func newMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error
 		DefaultTransform:            cache.TransformStripManagedFields(),
 		ReaderFailOnMissingInformer: true,
 		DefaultNamespaces:           namespaceConfig(namespaces),
+		ByObject: map[client.Object]cache.ByObject{
+			metadataOf("Secret"): {Label: notOwnedSecrets},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the metadata cache: %w", err)
@@ -63,4 +88,30 @@ func newMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error
 		return nil, err
 	}
 	return c, nil
+}
+
+// metadataReader reads metadata from the metadata cache, and the metadata of
+// a Secret tokenwarden owns (which that cache leaves out) from the owned
+// cache: every Secret's metadata, each held once.
+type metadataReader struct {
+	client.Reader // the metadata cache
+	owned         client.Reader
+}
+
+// Get fills obj (a PartialObjectMetadata) from whichever cache holds it.
+func (m metadataReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := m.Reader.Get(ctx, key, obj, opts...)
+	meta, partial := obj.(*metav1.PartialObjectMetadata)
+	if !apierrors.IsNotFound(err) || !partial || meta.Kind != "Secret" {
+		return err
+	}
+	sec := &corev1.Secret{}
+	if oerr := m.owned.Get(ctx, key, sec); oerr != nil {
+		if apierrors.IsNotFound(oerr) {
+			return err
+		}
+		return oerr
+	}
+	meta.ObjectMeta = sec.ObjectMeta
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -231,12 +232,14 @@ func (r *APICredentialReconciler) setupProvider(ctx context.Context, mgr ctrl.Ma
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: max(r.Workers/4, 1),
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, APIErrorRetryMax),
+			UsePriorityQueue:        ptr.To(false), // FIFO, as for APICredentials
 		}).
 		For(obj, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("Secret")),
 			handler.EnqueueRequestsFromMapFunc(r.providersFor(kind, secretRefIndex)))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersFor(kind, secretRefIndex))).
 		WatchesRawSource(source.Kind(metaCache, client.Object(metadataOf("ConfigMap")),
 			handler.EnqueueRequestsFromMapFunc(r.providersFor(kind, configMapRefIndex)))).
 		// Consumers come and go: the count in status follows.

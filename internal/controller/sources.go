@@ -302,20 +302,28 @@ func (r *APICredentialReconciler) caBundle(ctx context.Context, src *secretReade
 	if ca.SecretName != nil {
 		return src.value(*ca.SecretName, ca.Key, "spec.tokenRequest.caBundle")
 	}
-	cm := &corev1.ConfigMap{}
 	nn := types.NamespacedName{Namespace: ns, Name: *ca.ConfigMapName}
+	if pem, ok := r.bundles.lookup(ctx, r.Metadata, nn, ca.Key); ok {
+		return pem, nil
+	}
+	cm := &corev1.ConfigMap{}
 	err := r.APIReader.Get(ctx, nn, cm, atLeastCached(ctx, r.Metadata, "ConfigMap", nn)...)
 	if apierrors.IsNotFound(err) {
+		r.bundles.drop(nn)
 		return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q not found", *ca.ConfigMapName)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading ConfigMap %s: %w", *ca.ConfigMapName, err)
 	}
-	if v, ok := cm.Data[string(ca.Key)]; ok {
-		return []byte(v), nil
+	pem, ok := []byte(nil), false
+	if v, found := cm.Data[string(ca.Key)]; found {
+		pem, ok = []byte(v), true
+	} else if v, found := cm.BinaryData[string(ca.Key)]; found {
+		pem, ok = v, true
 	}
-	if v, ok := cm.BinaryData[string(ca.Key)]; ok {
-		return v, nil
+	if !ok {
+		return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q has no key %q", *ca.ConfigMapName, ca.Key)
 	}
-	return nil, problemf(failure.SourceSecretMissing, "spec.tokenRequest.caBundle: ConfigMap %q has no key %q", *ca.ConfigMapName, ca.Key)
+	r.bundles.keep(cm, ca.Key, pem)
+	return pem, nil
 }
