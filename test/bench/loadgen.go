@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
+	"github.com/tokenwarden/tokenwarden/internal/controller"
 	"github.com/tokenwarden/tokenwarden/internal/demo"
 )
 
@@ -23,7 +24,8 @@ import (
 // target Secret and one merge patch of the APICredential's status, on the
 // objects the operator wrote (so of the same sizes), and nothing else: no
 // reads, no provider call, no cache. It runs with the operator stopped, as
-// its own user, with controller-runtime's client as the operator uses it.
+// its own user, with controller-runtime's client as the operator uses it,
+// and the operator's own status write (controller.PatchStatus).
 type loadGen struct {
 	c     client.Client
 	slots []genSlot
@@ -161,9 +163,8 @@ func (g *loadGen) one(ctx context.Context, s *genSlot) error {
 	if err := json.Unmarshal([]byte(text), &status); err != nil {
 		return err
 	}
-	patch := client.MergeFrom(s.cred.DeepCopy())
-	cred.Status = status
-	if err := g.c.Status().Patch(ctx, cred, patch); err != nil {
+	// The operator's own status write: the same patch, metadata back.
+	if err := controller.PatchStatus(ctx, g.c, cred, status); err != nil {
 		return fmt.Errorf("patch status of %s: %w", cred.Name, err)
 	}
 	s.cred = cred

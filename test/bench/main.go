@@ -81,6 +81,7 @@ type config struct {
 	CeilN        int           `json:"ceiling_credentials"`
 	CeilLifetime time.Duration `json:"ceiling_token_lifetime"`
 	CeilWarmup   time.Duration `json:"ceiling_warmup"`
+	CeilSettle   time.Duration `json:"ceiling_settle_limit"`
 	CeilWindow   time.Duration `json:"ceiling_window"`
 	CeilRounds   int           `json:"ceiling_rounds"`
 	CeilWorkers  int           `json:"ceiling_load_workers"`
@@ -128,6 +129,7 @@ func configFor(scale string) (config, error) {
 		CeilN:        5000,
 		CeilLifetime: 20 * time.Second,
 		CeilWarmup:   20 * time.Second,
+		CeilSettle:   3 * time.Minute,
 		CeilWindow:   60 * time.Second,
 		CeilRounds:   2,
 		CeilWorkers:  64, // the operator's --max-concurrent-reconciles
@@ -537,12 +539,13 @@ func durationsAsStrings(c config) map[string]any {
 // ---- cluster helpers shared by the phases ----
 
 const (
-	caSecret   = "sandbox-ca"
+	caBundle   = "sandbox-ca"
 	caKey      = "ca.crt"
 	benchLabel = "bench.tokenwarden.io/phase"
 )
 
-// setupNamespace creates ns with the CA Secret and one basic-auth Secret per
+// setupNamespace creates ns with the CA bundle ConfigMap (a CA is public:
+// tokenwarden reads it once per version) and one basic-auth Secret per
 // sandbox client (named after the client), registering each client with the
 // sandbox.
 func (b *bench) setupNamespace(ctx context.Context, ns string, clients []string) error {
@@ -555,10 +558,10 @@ func (b *bench) setupNamespaceOn(ctx context.Context, sb *sandbox.Server, ns str
 	if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	if err := b.k8s.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: caSecret},
-		Data:       map[string][]byte{caKey: b.sb.CA.CertPEM},
-	}); err != nil {
+	if err := b.k8s.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: caBundle},
+		Data:       map[string]string{caKey: string(b.sb.CA.CertPEM)},
+	}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	for _, id := range clients {
@@ -589,11 +592,11 @@ func (b *bench) credential(ns string, i int, clientID string) *authv1alpha1.APIC
 }
 
 // flowB is the token request of sandbox client id at url, with the CA
-// Secret of its namespace. The scope makes each credential's request its
+// bundle ConfigMap of its namespace. The scope makes each credential's request its
 // own (the sandbox ignores it): identical requests would share one token
 // and one call, and the bench measures refreshes, not copies.
 func flowB(url, clientID, scope string) *authv1alpha1.TokenRequest {
-	ca := authv1alpha1.SecretName(caSecret)
+	ca := caBundle
 	return &authv1alpha1.TokenRequest{
 		URL:       url,
 		Method:    authv1alpha1.MethodPOST,
@@ -602,7 +605,7 @@ func flowB(url, clientID, scope string) *authv1alpha1.TokenRequest {
 			{Name: "grant_type", Value: ptr.To("client_credentials")},
 			{Name: "scope", Value: ptr.To("bench:" + scope)},
 		},
-		CABundle: &authv1alpha1.CABundle{SecretName: &ca, Key: caKey},
+		CABundle: &authv1alpha1.CABundle{ConfigMapName: &ca, Key: caKey},
 	}
 }
 

@@ -21,6 +21,8 @@ type operator struct {
 	pprofAddr                   string
 	args                        []string
 	http                        *http.Client
+	// startedAt is when the running process was started.
+	startedAt time.Time
 }
 
 // start runs bin/manager with the bench's flags plus extra (which may
@@ -47,6 +49,7 @@ func (o *operator) start(ctx context.Context, extra ...string) error {
 		"--health-probe-bind-address=" + o.probeAddr,
 		"--pprof-bind-address=" + o.pprofAddr,
 	}, extra...)
+	o.startedAt = time.Now()
 	o.proc, err = demo.StartManager(demo.ManagerOptions{
 		Binary: o.binary, Kubeconfig: o.kubeconfig, Args: o.args, LogPath: o.logPath,
 	})

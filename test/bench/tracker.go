@@ -52,7 +52,8 @@ type nsTrack struct {
 type secretState struct {
 	token               string
 	issuedAt, expiresAt time.Time
-	tokens              int // distinct token values seen, the first included
+	tokens              int       // distinct token values seen, the first included
+	tokenAt             time.Time // when the current token was first seen
 }
 
 type credState struct {
@@ -184,6 +185,7 @@ func (t *tracker) secret(o any) {
 			})
 		}
 		st.tokens++
+		st.tokenAt = now
 		if logged {
 			t.tokenLog = append(t.tokenLog, tokenSeen{at: now, ns: s.Namespace, name: s.Name, hash: tokenHash(token)})
 		}
@@ -379,6 +381,20 @@ func (t *tracker) exposure(ns string, from, to time.Time) exposure {
 }
 
 // changesIn returns the token changes of ns observed in [from, to).
+// tokensSince counts the Secrets of ns whose current token was first seen
+// at or after since.
+func (t *tracker) tokensSince(ns string, since time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, st := range t.ns(ns).secrets {
+		if !st.tokenAt.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
 func (t *tracker) changesIn(ns string, from, to time.Time) []tokenChange {
 	t.mu.Lock()
 	defer t.mu.Unlock()
