@@ -50,7 +50,7 @@ func namespaceConfig(namespaces []string) map[string]cache.Config {
 // reach it on one watch.
 var (
 	ownedSecrets    = labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
-	notOwnedSecrets = labels.SelectorFromValidatedSet(nil).Add(mustRequirement(
+	notOwnedSecrets = labels.NewSelector().Add(mustRequirement(
 		authv1alpha1.LabelManagedBy, selection.NotEquals, authv1alpha1.ManagedByValue))
 )
 
@@ -67,7 +67,7 @@ func mustRequirement(key string, op selection.Operator, value string) labels.Req
 // that a source changed, or that a foreign Secret squats a target name,
 // without holding any data. It is separate from the manager's cache because
 // there the Secret kind is label-selected, and a selector applies to every
-// view of a kind. Read it through secretMetadata, which completes it with
+// view of a kind. Read it through metadataReader, which completes it with
 // the owned Secrets.
 func newMetadataCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
