@@ -4,6 +4,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -26,10 +27,14 @@ import (
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
 	"github.com/tokenwarden/tokenwarden/internal/auth"
 	"github.com/tokenwarden/tokenwarden/internal/controller"
+	"github.com/tokenwarden/tokenwarden/internal/leader"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 )
 
 var scheme = runtime.NewScheme()
+
+// leaseName is the leader election Lease, in --leader-election-namespace.
+const leaseName = "tokenwarden.auth.tokenwarden.io"
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -67,12 +72,12 @@ func main() {
 		"Elect a leader so that only one replica reconciles at a time.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
 		"Namespace of the leader election Lease; defaults to the Pod's namespace in a cluster.")
-	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second,
-		"How long a standby waits, after it last saw the leader renew the Lease, before it takes over.")
-	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second,
+	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", leader.DefaultLeaseDuration,
+		"How long a lease lasts after the leader's last renewal (the Lease's renewTime): a standby takes over then, or a lease duration after it saw that renewal if sooner, and never earlier than the renew deadline plus the retry period plus 1 s after seeing it.")
+	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", leader.DefaultRenewDeadline,
 		"How long the leader keeps trying to renew the Lease before it gives up leading.")
-	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second,
-		"How often replicas try to acquire or renew the Lease (with up to 120 % jitter).")
+	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", leader.DefaultRetryPeriod,
+		"How often the leader renews the Lease and a standby checks it (the standby with up to 120 % jitter, and it also watches the Lease).")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (a namespaced install); empty watches all namespaces.")
 	flag.StringVar(&o.clusterResourceNS, "cluster-resource-namespace", "",
@@ -116,22 +121,49 @@ func run(o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	mgrOpts := ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "tokenwarden.auth.tokenwarden.io",
-		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionID:              leaseName,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &o.leaseDuration,
 		RenewDeadline:                 &o.renewDeadline,
 		RetryPeriod:                   &o.retryPeriod,
 		Cache:                         controller.CacheOptions(splitList(o.watchNamespaces)),
 		PprofBindAddress:              o.pprofAddr,
-	})
+	}
+	var lock *leader.Lock
+	if o.leaderElect {
+		ns := o.leaderElectionNS
+		if ns == "" {
+			if ns = podNamespace(); ns == "" {
+				return errors.New("--leader-election-namespace is needed outside a cluster (or --leader-elect=false)")
+			}
+		}
+		var err error
+		lock, err = leader.New(cfg, leader.Options{
+			Namespace: ns,
+			Name:      leaseName,
+			Timing:    leader.Timing{LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod},
+		})
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+		mgrOpts.LeaderElectionNamespace = ns
+		mgrOpts.LeaderElectionResourceLockInterface = lock
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if lock != nil {
+		lock.SetEventRecorder(mgr.GetEventRecorder("tokenwarden-leader-election"))
+		if err := mgr.Add(lock); err != nil {
+			return fmt.Errorf("watching the leader election Lease: %w", err)
+		}
 	}
 	m := metrics.New(crmetrics.Registry)
 	rec := &controller.APICredentialReconciler{
@@ -181,15 +213,22 @@ func clusterResourceNamespace(flagValue string) string {
 	if flagValue != "" {
 		return flagValue
 	}
+	if ns := podNamespace(); ns != "" {
+		return ns
+	}
+	return defaultClusterResourceNamespace
+}
+
+// podNamespace is the namespace the operator's Pod runs in (POD_NAMESPACE,
+// else the service account's namespace file), or "" outside a Pod.
+func podNamespace() string {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		return ns
 	}
 	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-		if ns := strings.TrimSpace(string(b)); ns != "" {
-			return ns
-		}
+		return strings.TrimSpace(string(b))
 	}
-	return defaultClusterResourceNamespace
+	return ""
 }
 
 func splitList(s string) []string {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/auth"
 	"github.com/tokenwarden/tokenwarden/internal/controller"
+	"github.com/tokenwarden/tokenwarden/internal/leader"
 	"github.com/tokenwarden/tokenwarden/internal/refresh"
 )
 
@@ -272,8 +273,20 @@ func quoted() []quote {
 		{"refresh.Doubling schedule", doublingSchedule(), []at{
 			troubleshooting("treated as a broken configuration and not hammered"),
 		}},
+		// Leader election: the default lease, and how far before its
+		// sighting a standby believes a renewal with the default timing.
+		{"leader.DefaultLeaseDuration", short(leader.DefaultLeaseDuration), []at{
+			helmDoc("With two replicas and the PodDisruptionBudget"),
+			troubleshooting("2. `TokenwardenNoLeader`"),
+		}},
+		{"leader default Timing.Trust()", short(leaderDefaults.Trust()), []at{
+			reference("| `--leader-election-lease-duration` |"),
+			designNotes("The expiry is the Lease's own"),
+		}},
 	}
 }
+
+var leaderDefaults = leader.Timing{LeaseDuration: leader.DefaultLeaseDuration, RenewDeadline: leader.DefaultRenewDeadline, RetryPeriod: leader.DefaultRetryPeriod}
 
 // incidental lists places that show one of the values of quoted without
 // quoting that constant, each with the reason.
@@ -287,7 +300,6 @@ var incidental = []struct {
 	{nodeDoc("4. The sandbox provider (`bin/sandbox`, token lifetime"), "2 minutes", "the node test's token lifetime"},
 	{nodeDoc("Why these settings: with 2-minute tokens"), "10 s", "the node test's kubelet syncFrequency"},
 	{nodeDoc("Why these settings: with 2-minute tokens"), "30 s", "flow C's default refreshBefore for 2-minute tokens, max(30 s, L/10), as the paragraph says"},
-	{helmDoc("With two replicas and the PodDisruptionBudget"), "20 s", "the lease takeover time, lease plus retries, not the refresh floor"},
 	{helmDoc("| `leaderElection.leaseDuration` |"), "15s", "the leader-election lease default, not the request timeout"},
 	{monitoring("| `TokenwardenHostThrottled` |"), "10 minutes", "the alert's for: duration, not the slow retry"},
 	{readme("A provider that issues 10-minute tokens"), "10-minute", "the sample provider's token lifetime"},
@@ -300,7 +312,12 @@ var incidental = []struct {
 	{designNotes("The metadata cache grows with the number of Secrets"), "256 KiB", "a measurement"},
 	{designNotes("The metadata cache grows with the number of Secrets"), "1 MiB", "a measurement"},
 	{reference("| `--leader-election-lease-duration` |"), "15s", "the Lease duration, not the request timeout"},
-	{reference("| `--leader-election-lease-duration` |"), "120", "client-go's 120 % jitter of the retry period"},
+	{reference("| `--leader-election-lease-duration` |"), "10 s", "the clock skew internal/leader's envtest runs with"},
+	{reference("| `--leader-election-retry-period` |"), "120", "client-go's 120 % jitter of the retry period"},
+	{designNotes("behaviour.md §7 asks that a failover completes"), "120", "client-go's 120 % jitter of the retry period"},
+	{designNotes("Measured: `TestLeaderFailover`"), "10 s", "the clock skew internal/leader's envtest runs with"},
+	{designNotes("Measured: `TestLeaderFailover`"), "15 s", "a measurement (the new acquireTime after the last renewal)"},
+	{designNotes("Measured: `TestLeaderFailover`"), "2 s", "the renew deadline internal/leader's envtest runs with"},
 }
 
 // unchecked are documents whose numbers are not promises.
@@ -664,6 +681,18 @@ func TestCodeDefaultsAgree(t *testing.T) {
 		got, err := time.ParseDuration(strings.Trim(v, `"`))
 		if err != nil || got != c.want {
 			t.Errorf("%s.%s: +kubebuilder:default=%s, but %s is %s", c.typ, c.field, v, c.from, goDuration(c.want))
+		}
+	}
+	for flagName, c := range map[string]struct {
+		want time.Duration
+		from string
+	}{
+		"leader-election-lease-duration": {leader.DefaultLeaseDuration, "leader.DefaultLeaseDuration"},
+		"leader-election-renew-deadline": {leader.DefaultRenewDeadline, "leader.DefaultRenewDeadline"},
+		"leader-election-retry-period":   {leader.DefaultRetryPeriod, "leader.DefaultRetryPeriod"},
+	} {
+		if v := flagDefault(t, filepath.Join(root, "cmd", "main.go"), flagName); v != c.from {
+			t.Errorf("--%s defaults to %s, want %s (%s)", flagName, v, c.from, goDuration(c.want))
 		}
 	}
 	if v := flagDefault(t, filepath.Join(root, "cmd", "main.go"), "host-requests-per-minute"); v != strconv.Itoa(auth.DefaultHostRequestsPerMinute) &&

@@ -114,6 +114,7 @@ func TestNamespacedPermissions(t *testing.T) {
 		{[]string{"create", "leases.coordination.k8s.io", "-n", operatorNS}, true},
 		{[]string{"update", "leases.coordination.k8s.io", "-n", operatorNS}, true},
 		{[]string{"create", "leases.coordination.k8s.io", "-n", "payments"}, false},
+		{[]string{"create", "events.events.k8s.io", "-n", operatorNS}, true},
 		// The authenticated metrics endpoint.
 		{[]string{"create", "tokenreviews.authentication.k8s.io"}, true},
 		{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, true},
