@@ -28,9 +28,9 @@ func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 // TestFailoverWithinTheLeaseDuration runs client-go's elector on Lock for
 // two replicas against a real API server: the leader renews, the standby
 // watches; the leader stops renewing without releasing (as after kill -9)
-// half a retry period after a renewal, and the standby must lead by the
-// lease duration after that, yet never before the lease, as the Lease
-// itself records it, has expired. With the standby's clock 10 s ahead it
+// half a retry period after a renewal, and the standby must lead within
+// the lease duration of that stop, yet never before the lease, as the
+// Lease itself records it, has expired. With the standby's clock 10 s ahead it
 // takes over no earlier than the renew deadline + retry period + 1 s after
 // the last renewal, when the old leader has surely stopped; 10 s behind,
 // the lease duration after it.
@@ -44,16 +44,20 @@ func TestFailoverWithinTheLeaseDuration(t *testing.T) {
 			t.Errorf("stopping envtest: %v", err)
 		}
 	})
-	timing := Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond}
+	// A lease of 6 s renewed every second; the leader stops half a retry
+	// period after a renewal, so a takeover within the lease duration of the
+	// stop is one within half a retry period of the lease's expiry.
+	timing := Timing{LeaseDuration: 6 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
 	stopped := timing.RenewDeadline + timing.RetryPeriod + clockMargin
+	slack := timing.RetryPeriod / 2
 	for i, c := range []struct {
 		name             string
 		skew             time.Duration
 		earliest, latest time.Duration // after the last renewal
 	}{
-		{"clocks in step", 0, timing.LeaseDuration, timing.LeaseDuration + 300*time.Millisecond},
-		{"standby clock 10 s ahead", 10 * time.Second, stopped, stopped + 300*time.Millisecond},
-		{"standby clock 10 s behind", -10 * time.Second, timing.LeaseDuration, timing.LeaseDuration + 300*time.Millisecond},
+		{"clocks in step", 0, timing.LeaseDuration, timing.LeaseDuration + slack},
+		{"standby clock 10 s ahead", 10 * time.Second, stopped, stopped + slack},
+		{"standby clock 10 s behind", -10 * time.Second, timing.LeaseDuration, timing.LeaseDuration + slack},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -317,7 +317,6 @@ var incidental = []struct {
 	{designNotes("behaviour.md §7 asks that a failover completes"), "120", "client-go's 120 % jitter of the retry period"},
 	{designNotes("Measured: `TestLeaderFailover`"), "10 s", "the clock skew internal/leader's envtest runs with"},
 	{designNotes("Measured: `TestLeaderFailover`"), "15 s", "a measurement (the new acquireTime after the last renewal)"},
-	{designNotes("Measured: `TestLeaderFailover`"), "2 s", "the renew deadline internal/leader's envtest runs with"},
 }
 
 // unchecked are documents whose numbers are not promises.
