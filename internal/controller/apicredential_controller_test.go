@@ -363,14 +363,13 @@ func TestNoOpReconcileWritesNothing(t *testing.T) {
 	// The pass that the target's label change causes (an owned Secret)
 	// brings the metric series back: that is when to look.
 	testMetrics.Forget(h.ns, "noop")
-	c.Labels = map[string]string{"team": "payments"}
-	if err := k8s.Update(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
-	s.Labels["team"] = "payments"
-	if err := k8s.Update(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, c.DeepCopy(), func(c *authv1alpha1.APICredential) { c.Labels = map[string]string{"team": "payments"} })
+	edit(t, s, func(s *corev1.Secret) {
+		if s.Labels == nil {
+			s.Labels = map[string]string{}
+		}
+		s.Labels["team"] = "payments"
+	})
 	h.waitReconciled("noop")
 	if n := h.sb.Calls("noop"); n != 1 {
 		t.Errorf("%d provider calls, want 1", n)
@@ -392,11 +391,9 @@ func TestRefreshRequestAnnotation(t *testing.T) {
 	h.waitCondition("ondemand", authv1alpha1.ConditionReady, metav1.ConditionTrue, "", readyWait)
 	first := string(h.targetSecret("ondemand-token").Data["token"])
 
-	c := h.get("ondemand")
-	c.Annotations = map[string]string{authv1alpha1.AnnotationRefreshRequestedAt: "after-revocation-1"}
-	if err := k8s.Update(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, h.get("ondemand"), func(c *authv1alpha1.APICredential) {
+		c.Annotations = map[string]string{authv1alpha1.AnnotationRefreshRequestedAt: "after-revocation-1"}
+	})
 	// Handled once the 10 s floor after the first call has passed.
 	h.eventually(refresh.Floor+10*time.Second, func() string {
 		if h.get("ondemand").Status.LastHandledRefreshRequest != "after-revocation-1" {

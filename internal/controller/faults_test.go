@@ -15,9 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	authv1alpha1 "github.com/tokenwarden/tokenwarden/api/v1alpha1"
@@ -172,21 +170,10 @@ func throughProxy(p *tcpProxy, hostname string) harnessOption {
 	}
 }
 
-// editSecret changes a Secret through the uncached client, as a user would,
-// retrying on a conflict with the operator's own writes.
+// editSecret changes a Secret of the test's namespace as a user would.
 func (h *harness) editSecret(name string, f func(*corev1.Secret)) {
 	h.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		s := &corev1.Secret{}
-		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, s); err != nil {
-			return err
-		}
-		f(s)
-		return k8s.Update(context.Background(), s)
-	})
-	if err != nil {
-		h.t.Fatalf("editing Secret %s: %v", name, err)
-	}
+	edit(h.t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}}, f)
 }
 
 // eventCount counts events of a reason, series included: the events

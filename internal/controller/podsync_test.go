@@ -51,10 +51,9 @@ func TestSyncPodsAnnotatesSelectedPods(t *testing.T) {
 	if got := h.podAnnotation("other"); got != "" {
 		t.Errorf("a Pod the selector does not match was annotated: %q", got)
 	}
-	c.Annotations = map[string]string{authv1alpha1.AnnotationRefreshRequestedAt: "again"}
-	if err := k8s.Update(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, c, func(c *authv1alpha1.APICredential) {
+		c.Annotations = map[string]string{authv1alpha1.AnnotationRefreshRequestedAt: "again"}
+	})
 	start := time.Now()
 	h.eventually(readyWait, func() string {
 		if h.podAnnotation("payer") == first {

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -380,18 +381,33 @@ func (h *harness) secret(name string, data map[string]string) *corev1.Secret {
 	return s
 }
 
+// edit changes the object named by obj through the uncached client, as a
+// user would: it reads the object into obj, applies f and updates it,
+// retrying on a conflict with the operator's own writes (a status write
+// moves the object's resourceVersion too).
+func edit[T client.Object](t *testing.T, obj T, f func(T)) {
+	t.Helper()
+	key := client.ObjectKeyFromObject(obj)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(context.Background(), key, obj); err != nil {
+			return err
+		}
+		f(obj)
+		return k8s.Update(context.Background(), obj)
+	})
+	if err != nil {
+		t.Fatalf("editing %T %s: %v", obj, key, err)
+	}
+}
+
+// updateSecret sets keys of a Secret of the test's namespace.
 func (h *harness) updateSecret(name string, data map[string]string) {
 	h.t.Helper()
-	s := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, s); err != nil {
-		h.t.Fatal(err)
-	}
-	for k, v := range data {
-		s.Data[k] = []byte(v)
-	}
-	if err := k8s.Update(context.Background(), s); err != nil {
-		h.t.Fatal(err)
-	}
+	h.editSecret(name, func(s *corev1.Secret) {
+		for k, v := range data {
+			s.Data[k] = []byte(v)
+		}
+	})
 }
 
 // client registers a sandbox client with a fresh secret and stores its
